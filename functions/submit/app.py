@@ -1,0 +1,32 @@
+"""POST /videos: validate the request, record the job, start it at the provider; 202."""
+
+
+from typing import Annotated, Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler.openapi.params import Body
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from videogen.api import install_error_handlers, json_response
+from videogen.models import CreateVideoRequest
+from videogen.observability import logger, metrics, tracer
+from videogen.service import get_pipeline
+
+app = APIGatewayHttpResolver(enable_validation=True)
+install_error_handlers(app)
+
+
+@app.post("/videos")
+@tracer.capture_method
+def create_video(request: Annotated[CreateVideoRequest, Body()]):
+    pipeline = get_pipeline()
+    domain = app.current_event.request_context.domain_name
+    job = pipeline.submit(request, request_base_url=f"https://{domain}")
+    return json_response(202, pipeline.view(job), {"Location": f"/videos/{job.id}"})
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

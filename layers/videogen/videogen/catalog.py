@@ -1,0 +1,186 @@
+"""The model catalog: per route and model, what a request may ask for and what it costs.
+
+The catalog is data (``catalog.json`` beside this module). A deployment extends or
+overrides it without code: ``CATALOG_FILE`` names a JSON file and ``CATALOG_JSON``
+holds JSON text; both are merged over the built-in file, model by model.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .errors import InvalidRequest
+from .models import CreateVideoRequest, Orientation, Route
+from .settings import Settings
+
+BUILTIN = Path(__file__).with_name("catalog.json")
+
+
+class ImageRules(BaseModel):
+    formats: list[str] = ["jpeg", "png", "webp"]
+    max_bytes: int = 10 * 1024 * 1024
+    must_match_size: bool = False
+
+
+class Price(BaseModel):
+    per_call: float | None = None
+    per_second: dict[str, float] | float | None = None
+
+
+class ModelSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    seconds: list[int]
+    default_seconds: int
+    sizes: list[str] | None = None
+    default_size: str | None = None
+    orientations: list[Orientation] | None = None
+    default_orientation: Orientation | None = None
+    provider_models: dict[str, str] | None = None
+    max_prompt_chars: int = 10000
+    expected_generation_seconds: int = 180
+    image: ImageRules = Field(default_factory=ImageRules)
+    price: Price = Field(default_factory=Price)
+
+
+class RouteSpec(BaseModel):
+    default_model: str
+    models: dict[str, ModelSpec]
+
+
+class Catalog(BaseModel):
+    routes: dict[Route, RouteSpec]
+
+
+class ResolvedSpec(BaseModel):
+    """A request checked against the catalog, with every default filled in."""
+
+    route: Route
+    model: str
+    provider_model: str
+    seconds: int
+    size: str | None
+    orientation: Orientation | None
+    spec: ModelSpec
+    cost_usd: float
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict) and key != "price":
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+@lru_cache(maxsize=8)
+def _load(file_override: str, json_override: str) -> Catalog:
+    data = json.loads(BUILTIN.read_text())
+    if file_override:
+        data = _merge(data, json.loads(Path(file_override).read_text()))
+    if json_override:
+        data = _merge(data, json.loads(json_override))
+    data.pop("_comment", None)
+    return Catalog.model_validate(data)
+
+
+def load_catalog(settings: Settings) -> Catalog:
+    """The built-in catalog with the deployment's overrides merged in."""
+    return _load(settings.catalog_file, settings.catalog_json)
+
+
+def _bad(field: str, message: str, allowed: list[Any] | None = None, **extra: Any) -> InvalidRequest:
+    details: dict[str, Any] = {"field": field, **extra}
+    if allowed is not None:
+        details["allowed"] = allowed
+    return InvalidRequest(message, **details)
+
+
+def resolve(request: CreateVideoRequest, settings: Settings) -> ResolvedSpec:
+    """Check a request against the catalog; raise :class:`InvalidRequest` naming allowed values."""
+    catalog = load_catalog(settings)
+    route: Route = request.route or settings.default_route
+    route_spec = catalog.routes.get(route)
+    if route_spec is None:
+        raise _bad("route", f"route {route!r} is not configured", sorted(catalog.routes))
+    default_model = {
+        "task": settings.default_task_model,
+        "official": settings.default_official_model,
+        "legacy": settings.default_legacy_model,
+    }[route] or route_spec.default_model
+    model = request.model or default_model
+    spec = route_spec.models.get(model)
+    if spec is None:
+        raise _bad("model", f"model {model!r} is not available on route {route!r}", sorted(route_spec.models), route=route)
+    where = {"route": route, "model": model}
+
+    if len(request.prompt) > spec.max_prompt_chars:
+        raise _bad("prompt", f"prompt is longer than {spec.max_prompt_chars} characters", None, max_chars=spec.max_prompt_chars, **where)
+
+    seconds = request.seconds if request.seconds is not None else spec.default_seconds
+    if seconds not in spec.seconds:
+        raise _bad("seconds", f"seconds must be one of {spec.seconds} for {model} on route {route}", spec.seconds, **where)
+
+    size: str | None = None
+    orientation: Orientation | None = None
+    if spec.sizes:
+        if request.size is not None:
+            size = request.size
+        elif request.orientation is not None:
+            size = _size_for_orientation(spec.sizes, request.orientation)
+        else:
+            size = spec.default_size or spec.sizes[0]
+        if size not in spec.sizes:
+            raise _bad("size", f"size must be one of {spec.sizes} for {model} on route {route}", spec.sizes, **where)
+        width, height = (int(v) for v in size.split("x"))
+        orientation = "landscape" if width > height else "portrait"
+    else:
+        if request.size is not None:
+            orientation = _orientation_of(request.size)
+        orientation = request.orientation or orientation or spec.default_orientation
+        allowed = spec.orientations or []
+        if orientation not in allowed:
+            raise _bad("orientation", f"orientation must be one of {allowed} for {model} on route {route}", list(allowed), **where)
+
+    provider_model = model
+    if spec.provider_models and orientation is not None:
+        provider_model = spec.provider_models.get(orientation, model)
+
+    return ResolvedSpec(
+        route=route,
+        model=model,
+        provider_model=provider_model,
+        seconds=seconds,
+        size=size,
+        orientation=orientation,
+        spec=spec,
+        cost_usd=estimate_cost(spec, seconds, size),
+    )
+
+
+def _size_for_orientation(sizes: list[str], orientation: Orientation) -> str:
+    for size in sizes:
+        if _orientation_of(size) == orientation:
+            return size
+    raise _bad("orientation", f"no size with orientation {orientation!r}", sizes)
+
+
+def _orientation_of(size: str) -> Orientation:
+    width, height = (int(v) for v in size.split("x"))
+    return "landscape" if width > height else "portrait"
+
+
+def estimate_cost(spec: ModelSpec, seconds: int, size: str | None) -> float:
+    """Catalog price of one job: per call, or per second (optionally by size)."""
+    price = spec.price
+    if price.per_second is not None:
+        rate = price.per_second if isinstance(price.per_second, float | int) else price.per_second.get(size or "", 0.0)
+        return round(float(rate) * seconds, 4)
+    return round(float(price.per_call or 0.0), 4)

@@ -1,0 +1,151 @@
+"""The job model, the client's request, and the state rules of a job."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+Route = Literal["task", "official", "legacy"]
+Orientation = Literal["portrait", "landscape"]
+
+MAX_METADATA_BYTES = 2048
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+    @property
+    def terminal(self) -> bool:
+        return self in TERMINAL
+
+
+TERMINAL = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
+ACTIVE = (JobStatus.QUEUED, JobStatus.IN_PROGRESS)
+
+
+class ErrorCode(StrEnum):
+    CONTENT_VIOLATION = "content_violation"
+    INVALID_IMAGE_URL = "invalid_image_url"
+    PROVIDER_ERROR = "provider_error"
+    PROVIDER_REJECTED = "provider_rejected"
+    PROVIDER_UNAVAILABLE = "provider_unavailable"
+    DOWNLOAD_FAILED = "download_failed"
+    TIMED_OUT = "timed_out"
+    EXPIRED = "expired"
+    SUBMIT_INTERRUPTED = "submit_interrupted"
+
+
+def utcnow() -> str:
+    """ISO-8601 UTC timestamp with microseconds (sorts as text)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class StoredVideo(BaseModel):
+    bucket: str
+    key: str
+    bytes: int
+    content_type: str = "video/mp4"
+
+
+class Cost(BaseModel):
+    amount: float
+    currency: str = "USD"
+    basis: str = ""
+
+
+class Job(BaseModel):
+    """One video-generation job as stored in DynamoDB."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    status: JobStatus = JobStatus.QUEUED
+    route: Route
+    model: str
+    prompt: str
+    seconds: int | None = None
+    size: str | None = None
+    orientation: Orientation | None = None
+    image_url: str | None = None
+    progress: int = 0
+    provider_job_id: str | None = None
+    created_at: str
+    updated_at: str
+    completed_at: str | None = None
+    error: JobError | None = None
+    video: StoredVideo | None = None
+    cost: Cost | None = None
+    metadata: dict[str, Any] | None = None
+    # Internal bookkeeping, not shown to clients.
+    store_lease_until: int | None = None
+    expires_at: int | None = None
+
+    @classmethod
+    def new(cls, **fields: Any) -> Job:
+        now = utcnow()
+        return cls(id=uuid.uuid4().hex, created_at=now, updated_at=now, **fields)
+
+    def public(self, video_url: str | None = None, url_expires_at: str | None = None) -> dict[str, Any]:
+        """The job JSON of the HTTP contract."""
+        body = self.model_dump(mode="json", exclude={"store_lease_until", "expires_at"})
+        if body["video"] is not None:
+            body["video"]["url"] = video_url
+            body["video"]["url_expires_at"] = url_expires_at
+        return body
+
+
+class CreateVideoRequest(BaseModel):
+    """Body of ``POST /videos``; catalog rules (durations, sizes) are checked by the service."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    prompt: str = Field(min_length=1, max_length=10000)
+    route: Route | None = None
+    model: str | None = Field(default=None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._:/-]+$")
+    seconds: int | None = Field(default=None, ge=1, le=600)
+    orientation: Orientation | None = None
+    size: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
+    image_url: str | None = Field(default=None, max_length=2048)
+    metadata: dict[str, Any] | None = None
+
+    @field_validator("seconds", mode="before")
+    @classmethod
+    def _seconds_from_string(cls, value: Any) -> Any:
+        # The OpenAI-style API sends seconds as a string; accept "8" as well as 8.
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value.strip())
+        return value
+
+    @field_validator("prompt")
+    @classmethod
+    def _prompt_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("prompt must not be blank")
+        return value
+
+    @field_validator("image_url")
+    @classmethod
+    def _https_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("image_url must be an https:// URL")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _small_metadata(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and len(json.dumps(value, separators=(",", ":"))) > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata must serialize to at most {MAX_METADATA_BYTES} bytes of JSON")
+        return value

@@ -1,0 +1,110 @@
+"""Typed configuration, parsed once from the environment.
+
+Domain code never reads ``os.environ``; it receives a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import BaseModel
+
+Route = Literal["task", "official", "legacy"]
+
+
+class Settings(BaseModel):
+    """Everything the pipeline needs to know about its deployment."""
+
+    jobs_table: str = "videogen-jobs"
+    video_bucket: str = "videogen-videos"
+    video_prefix: str = "videos/"
+
+    # One base URL and one API-key secret per provider route: the task API and the
+    # OpenAI-style forward are usually run by different companies.
+    task_api_base_url: str = ""
+    task_api_key_secret: str = ""
+    official_api_base_url: str = ""
+    official_api_key_secret: str = ""
+    legacy_api_base_url: str = ""
+    legacy_api_key_secret: str = ""
+    # Development only: a literal key used when no secret name is configured.
+    provider_api_key: str = ""
+
+    callback_secret: str = ""
+    # Development only: literal callback-signing keys as JSON {"active": "v1", "v1": "..."}.
+    callback_keys_json: str = ""
+    public_base_url: str = ""
+    verify_callbacks: bool = True
+
+    default_route: Route = "task"
+    default_task_model: str = "sora-2"
+    default_official_model: str = "sora-2"
+    default_legacy_model: str = "sora_video2"
+    task_provider: str = "official"
+    catalog_json: str = ""
+    catalog_file: str = ""
+
+    state_machine_arn: str = ""
+    # Fallback wait for task-route jobs whose callback never comes (seconds past submit).
+    fallback_wait_seconds: int = 900
+    poll_interval_seconds: int = 15
+    official_first_wait_seconds: int = 180
+    workflow_deadline_seconds: int = 3600
+
+    # HTTP behaviour towards providers.
+    connect_timeout_seconds: float = 5.0
+    read_timeout_seconds: float = 30.0
+    submit_max_attempts: int = 3
+    retry_base_delay_seconds: float = 0.5
+    retry_max_delay_seconds: float = 4.0
+
+    # Transfers.
+    max_video_bytes: int = 2 * 1024**3
+    part_size_bytes: int = 8 * 1024 * 1024
+    callback_budget_seconds: float = 25.0
+    callback_max_body_bytes: int = 64 * 1024
+    presign_expires_seconds: int = 3600
+
+    job_ttl_days: int = 90
+
+    secrets_max_age_seconds: int = 300
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Settings:
+        """Build settings from upper-case environment variables of the same names."""
+        source = os.environ if env is None else env
+        values: dict[str, str] = {}
+        for name in cls.model_fields:
+            key = name.upper()
+            if key in source and source[key] != "":
+                values[name] = source[key]
+        return cls.model_validate(values)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; tests call ``get_settings.cache_clear()``)."""
+    return Settings.from_env()
+
+
+def base_url_for(settings: Settings, route: Route) -> str:
+    """The provider base URL configured for ``route`` (template parameters set it)."""
+    url = {
+        "task": settings.task_api_base_url,
+        "official": settings.official_api_base_url,
+        "legacy": settings.legacy_api_base_url,
+    }[route].rstrip("/")
+    if not url:
+        raise RuntimeError(f"no provider base URL configured for route {route!r}")
+    return url
+
+
+def key_secret_for(settings: Settings, route: Route) -> str:
+    return {
+        "task": settings.task_api_key_secret,
+        "official": settings.official_api_key_secret,
+        "legacy": settings.legacy_api_key_secret,
+    }[route]
+

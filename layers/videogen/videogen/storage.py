@@ -1,0 +1,153 @@
+"""Streamed storage of a video into S3: bounded memory, checked bytes, no partial objects.
+
+The download is read chunk by chunk into one part-sized buffer; each full buffer becomes
+one part of a multipart upload. The first bytes must look like an MP4 (an ``ftyp`` box)
+before anything is uploaded, and the upload is completed only when the whole body arrived
+with the announced length. Any failure aborts the multipart upload, so S3 never holds a
+half-written object and no incomplete upload is left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+
+from . import aws
+from .errors import DeadlineExceeded, TransferFailed
+from .models import StoredVideo
+from .settings import Settings
+
+MIN_PART = 5 * 1024 * 1024
+CHUNK = 256 * 1024
+MP4_BRANDS_BOX = b"ftyp"
+
+
+def video_key(settings: Settings, job_id: str) -> str:
+    return f"{settings.video_prefix}{job_id}.mp4"
+
+
+def looks_like_mp4(head: bytes) -> bool:
+    """An ISO-BMFF file starts with a box whose type (bytes 4..8) is ``ftyp``."""
+    return len(head) >= 12 and head[4:8] == MP4_BRANDS_BOX
+
+
+def upload_stream(
+    chunks: Iterator[bytes],
+    *,
+    settings: Settings,
+    key: str,
+    metadata: dict[str, str],
+    expected_bytes: int | None = None,
+    deadline: float | None = None,
+) -> StoredVideo:
+    """Upload ``chunks`` to ``key`` as one multipart upload; abort on any failure.
+
+    ``deadline`` is a ``time.monotonic()`` value; passing it raises :class:`DeadlineExceeded`.
+    """
+    s3 = aws.client("s3")
+    bucket = settings.video_bucket
+    part_size = max(MIN_PART, settings.part_size_bytes)
+    upload_id: str | None = None
+    parts: list[dict[str, Any]] = []
+    buffer = bytearray()
+    total = 0
+    checked = False
+
+    def flush() -> None:
+        nonlocal upload_id
+        if upload_id is None:
+            upload_id = s3.create_multipart_upload(
+                Bucket=bucket, Key=key, ContentType="video/mp4", Metadata=metadata, ServerSideEncryption="AES256"
+            )["UploadId"]
+        number = len(parts) + 1
+        answer = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=bytes(buffer))
+        parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        buffer.clear()
+
+    try:
+        for chunk in chunks:
+            if deadline is not None and time.monotonic() > deadline:
+                raise DeadlineExceeded("transfer did not finish within its time budget", bytes_so_far=total)
+            total += len(chunk)
+            if total > settings.max_video_bytes:
+                raise TransferFailed(f"video is larger than the {settings.max_video_bytes}-byte cap")
+            if expected_bytes is not None and total > expected_bytes:
+                raise TransferFailed("download is longer than its Content-Length")
+            buffer += chunk
+            if not checked and len(buffer) >= 12:
+                if not looks_like_mp4(bytes(buffer[:12])):
+                    raise TransferFailed("downloaded bytes are not an MP4 file")
+                checked = True
+            if len(buffer) >= part_size:
+                flush()
+        if not checked:
+            raise TransferFailed("downloaded bytes are not an MP4 file" if total else "download was empty")
+        if expected_bytes is not None and total != expected_bytes:
+            raise TransferFailed(f"download truncated: {total} of {expected_bytes} bytes")
+        if upload_id is None:
+            # Small video: one atomic PUT, no multipart upload needed.
+            s3.put_object(
+                Bucket=bucket, Key=key, Body=bytes(buffer), ContentType="video/mp4", Metadata=metadata, ServerSideEncryption="AES256"
+            )
+        else:
+            if buffer:
+                flush()
+            s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
+            upload_id = None
+    except BaseException:
+        if upload_id is not None:
+            try:
+                s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
+            except Exception:  # noqa: BLE001 - the lifecycle rule cleans up what this misses
+                pass
+        raise
+    return StoredVideo(bucket=bucket, key=key, bytes=total, content_type="video/mp4")
+
+
+def download_and_store(
+    url: str,
+    *,
+    settings: Settings,
+    client: httpx.Client,
+    key: str,
+    metadata: dict[str, str],
+    headers: dict[str, str] | None = None,
+    deadline: float | None = None,
+) -> StoredVideo:
+    """Stream ``url`` into S3 at ``key``. Raises :class:`TransferFailed` on any problem."""
+    try:
+        with client.stream("GET", url, headers=headers) as response:
+            if response.status_code != 200:
+                raise TransferFailed(f"download answered HTTP {response.status_code}", http_status=response.status_code)
+            length_header = response.headers.get("content-length")
+            expected = int(length_header) if length_header and length_header.isdigit() else None
+            if expected is not None and expected > settings.max_video_bytes:
+                raise TransferFailed(f"video is larger than the {settings.max_video_bytes}-byte cap")
+            return upload_stream(
+                response.iter_raw(CHUNK) if _identity(response) else response.iter_bytes(CHUNK),
+                settings=settings,
+                key=key,
+                metadata=metadata,
+                expected_bytes=expected if _identity(response) else None,
+                deadline=deadline,
+            )
+    except httpx.HTTPError as exc:
+        raise TransferFailed(f"download failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _identity(response: httpx.Response) -> bool:
+    return response.headers.get("content-encoding", "identity").lower() in ("", "identity")
+
+
+def presign(settings: Settings, video: StoredVideo) -> tuple[str, str]:
+    """A presigned GET URL for a stored video and when it expires (ISO-8601)."""
+    from datetime import UTC, datetime, timedelta
+
+    url = aws.client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": video.bucket, "Key": video.key}, ExpiresIn=settings.presign_expires_seconds
+    )
+    expires = datetime.now(UTC) + timedelta(seconds=settings.presign_expires_seconds)
+    return url, expires.isoformat(timespec="seconds").replace("+00:00", "Z")
