@@ -180,3 +180,17 @@ def test_provider_answer_without_task_id_fails_job(pipeline):
     response = submit()
     assert response["statusCode"] == 502
     assert [j.status for j in stored_jobs(pipeline)] == ["failed"]
+
+
+def test_unexpected_error_answers_500_json_and_fails_the_job(pipeline, monkeypatch):
+    from videogen.service import Pipeline
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("secret detail that must not leak")
+
+    monkeypatch.setattr(Pipeline, "_submit_task", explode)
+    response = submit()
+    assert response["statusCode"] == 500
+    assert response["json"]["error"]["code"] == "internal_error"
+    assert "secret detail" not in response["body"]
+    assert [(j.status, j.error.code) for j in stored_jobs(pipeline)] == [("failed", "provider_error")]

@@ -11,7 +11,7 @@ from .errors import VideogenError
 from .observability import logger
 
 
-def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response[Any]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body, headers=headers or {})
 
 
@@ -43,16 +43,22 @@ def validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
 def install_error_handlers(app: APIGatewayHttpResolver) -> None:
     """Map domain errors and validation errors to the contract's ``{"error": {...}}`` bodies."""
 
-    @app.exception_handler(VideogenError)
-    def _domain_error(exc: VideogenError) -> Response:
+    @app.exception_handler(VideogenError)  # type: ignore[untyped-decorator]
+    def _domain_error(exc: VideogenError) -> Response[Any]:
         if exc.status >= 500:
             logger.warning("request failed", extra={"code": exc.code})
         return json_response(exc.status, exc.to_body())
 
-    @app.exception_handler(RequestValidationError)
-    def _validation_error(exc: RequestValidationError) -> Response:
+    @app.exception_handler(RequestValidationError)  # type: ignore[untyped-decorator]
+    def _validation_error(exc: RequestValidationError) -> Response[Any]:
         return json_response(400, validation_body(list(exc.errors())))
 
+    @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
+    def _unexpected(exc: Exception) -> Response[Any]:
+        # Never leak internals; the job row (if any) already says what happened.
+        logger.exception("unhandled error", extra={"error_type": type(exc).__name__})
+        return json_response(500, {"error": {"code": "internal_error", "message": "internal error; the request can be retried"}})
+
     @app.not_found
-    def _not_found(_exc: Exception) -> Response:
+    def _not_found(_exc: Exception) -> Response[Any]:
         return json_response(404, {"error": {"code": "not_found", "message": "no such route"}})

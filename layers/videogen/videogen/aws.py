@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -14,13 +14,13 @@ from botocore.config import Config
 _CONFIG = Config(retries={"mode": "standard", "max_attempts": 5}, connect_timeout=5, read_timeout=30)
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     """A cached boto3 client for ``service``."""
-    return boto3.client(service, config=_CONFIG)  # type: ignore[call-overload]
+    return boto3.client(service, config=_CONFIG)
 
 
-@lru_cache(maxsize=None)
+@cache
 def table(name: str) -> Any:
     """A cached DynamoDB ``Table`` resource."""
     return boto3.resource("dynamodb", config=_CONFIG).Table(name)

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Route = Literal["task", "official", "legacy"]
 Orientation = Literal["portrait", "landscape"]
@@ -60,6 +60,18 @@ class StoredVideo(BaseModel):
     content_type: str = "video/mp4"
 
 
+class InputImage(BaseModel):
+    """The checked input image of an image-to-video job, stored at ``inputs/{job_id}.{ext}``."""
+
+    bucket: str
+    key: str
+    bytes: int
+    content_type: str
+    width: int
+    height: int
+    source: Literal["url", "upload"]
+
+
 class Cost(BaseModel):
     amount: float
     currency: str = "USD"
@@ -80,6 +92,7 @@ class Job(BaseModel):
     size: str | None = None
     orientation: Orientation | None = None
     image_url: str | None = None
+    input_image: InputImage | None = None
     progress: int = 0
     provider_job_id: str | None = None
     created_at: str
@@ -119,6 +132,10 @@ class CreateVideoRequest(BaseModel):
     orientation: Orientation | None = None
     size: str | None = Field(default=None, pattern=r"^\d{2,5}x\d{2,5}$")
     image_url: str | None = Field(default=None, max_length=2048)
+    # An uploaded image: base64 or a data: URL. Lambda's 6 MB request payload bounds it in
+    # practice (see images.py); the service checks the decoded bytes against its caps and the
+    # catalog and names the limit, so this bound is only a backstop.
+    image_base64: str | None = Field(default=None, min_length=1, max_length=16_000_000)
     metadata: dict[str, Any] | None = None
 
     @field_validator("seconds", mode="before")
@@ -142,6 +159,12 @@ class CreateVideoRequest(BaseModel):
         if value is not None and not value.startswith("https://"):
             raise ValueError("image_url must be an https:// URL")
         return value
+
+    @model_validator(mode="after")
+    def _one_image(self) -> CreateVideoRequest:
+        if self.image_url is not None and self.image_base64 is not None:
+            raise ValueError("give at most one image: image_url or image_base64, not both")
+        return self
 
     @field_validator("metadata")
     @classmethod

@@ -89,8 +89,8 @@ class Pipeline:
         logger.append_keys(job_id=job.id)
         # The workflow starts before the provider call: if this Lambda dies half-way, the
         # workflow still finds the job and brings it to a terminal state.
-        self.start_workflow(job, expected_seconds=spec.spec.expected_generation_seconds)
         try:
+            self.start_workflow(job, expected_seconds=spec.spec.expected_generation_seconds)
             if spec.route == "task":
                 provider_job_id = self._submit_task(job, spec.provider_model, request_base_url)
             else:
@@ -279,7 +279,7 @@ def reset() -> None:
     get_pipeline.cache_clear()
     get_settings.cache_clear()
     aws.reset_clients()
-    parameters.clear_caches()
+    parameters.clear_caches()  # type: ignore[no-untyped-call]
 
 
 __all__ = ["CallbackResult", "NotFound", "Pipeline", "StoredVideo", "VideogenError", "get_pipeline", "reset"]

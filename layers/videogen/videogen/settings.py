@@ -67,6 +67,17 @@ class Settings(BaseModel):
     callback_max_body_bytes: int = 64 * 1024
     presign_expires_seconds: int = 3600
 
+    # Image-to-video: inline (base64) images are capped below Lambda's 6 MB event limit; every
+    # checked input image is stored under this prefix and shown to providers by presigned URL.
+    max_inline_image_bytes: int = 4_000_000
+    input_image_prefix: str = "inputs/"
+    input_image_url_expires_seconds: int = 6 * 3600
+
+    # Legacy chat route: the longest silence tolerated on its SSE stream, and the least time
+    # between two progress writes to DynamoDB.
+    legacy_stream_idle_seconds: float = 120.0
+    legacy_progress_interval_seconds: float = 10.0
+
     job_ttl_days: int = 90
 
     secrets_max_age_seconds: int = 300

@@ -1,0 +1,287 @@
+"""Input images for image-to-video: checked by their bytes, stored once, handed to providers.
+
+A client gives an image either as ``image_url`` (https; fetched here, with a size cap) or as
+``image_base64`` in the JSON body (raw base64 or a ``data:image/...;base64,`` URL). API Gateway
+accepts 10 MB, but a synchronous Lambda invocation carries at most 6 MB of event, and base64
+grows the bytes by 4/3; so an inline image is capped at ``MAX_INLINE_IMAGE_BYTES`` (4 MB raw,
+about 5.3 MB of base64, leaving room for the prompt and the event envelope). Larger images (up
+to the catalog's ``image.max_bytes``, 10 MB) go by ``image_url``.
+
+Whatever the source, the bytes are checked the same way: the format comes from the magic
+bytes (JPEG, PNG, WebP; GIF and anything else refused), the size must be within the catalog's
+limit, and the pixel size is read from the file's headers (PNG ``IHDR``, JPEG ``SOFn``, WebP
+``VP8``/``VP8L``/``VP8X``) with a small parser rather than an imaging library, which would
+add tens of megabytes to the layer for a few header fields. The checked image is stored at
+``inputs/{job_id}.{ext}``; providers get it in their own form (a presigned GET URL for the
+task and legacy routes, the file itself for the official route).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import struct
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import httpx
+
+from . import aws
+from .catalog import ImageRules
+from .errors import InvalidRequest
+from .models import InputImage
+from .settings import Settings
+
+CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
+EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
+# JPEG start-of-frame markers carry the frame size; C4 (DHT), C8 (JPG) and CC (DAC) do not.
+_SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+_DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
+_FETCH_CHUNK = 64 * 1024
+
+
+class ImageError(ValueError):
+    """The bytes are not an image this pipeline accepts (the message says why)."""
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the headers of an image say: its format and pixel size."""
+
+    format: str
+    width: int
+    height: int
+
+    @property
+    def content_type(self) -> str:
+        return CONTENT_TYPES[self.format]
+
+    @property
+    def size(self) -> str:
+        return f"{self.width}x{self.height}"
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The image format named by the magic bytes: ``jpeg``, ``png``, ``webp``, ``gif`` or None."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "gif"
+    return None
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    # Signature (8), then the IHDR chunk: length (4), type (4), width (4), height (4).
+    if len(data) < 24 or data[12:16] != b"IHDR":
+        raise ImageError("PNG has no IHDR header")
+    width, height = struct.unpack(">II", data[16:24])
+    return width, height
+
+
+def _jpeg_size(data: bytes) -> tuple[int, int]:
+    pos = 2
+    end = len(data)
+    while pos < end:
+        if data[pos] != 0xFF:
+            raise ImageError("JPEG marker expected")
+        while pos < end and data[pos] == 0xFF:  # fill bytes
+            pos += 1
+        if pos >= end:
+            break
+        marker = data[pos]
+        pos += 1
+        if marker == 0x01 or 0xD0 <= marker <= 0xD8:
+            continue  # standalone markers carry no length
+        if marker in (0xD9, 0xDA):
+            break  # end of image / start of scan before any frame header
+        if pos + 2 > end:
+            break
+        (length,) = struct.unpack(">H", data[pos : pos + 2])
+        if length < 2:
+            raise ImageError("JPEG segment length is invalid")
+        if marker in _SOF_MARKERS:
+            if pos + 7 > end:
+                break
+            height, width = struct.unpack(">HH", data[pos + 3 : pos + 7])
+            return width, height
+        pos += length
+    raise ImageError("JPEG has no frame header (SOFn)")
+
+
+def _webp_size(data: bytes) -> tuple[int, int]:
+    chunk = data[12:16]
+    if chunk == b"VP8 ":
+        # Lossy: a 3-byte frame tag, the start code 9d 01 2a, then 14-bit width and height.
+        if len(data) < 30 or data[23:26] != b"\x9d\x01\x2a":
+            raise ImageError("WebP VP8 frame header is invalid")
+        width, height = struct.unpack("<HH", data[26:30])
+        return width & 0x3FFF, height & 0x3FFF
+    if chunk == b"VP8L":
+        # Lossless: signature 0x2f, then width-1 and height-1 in 14 bits each.
+        if len(data) < 25 or data[20] != 0x2F:
+            raise ImageError("WebP VP8L header is invalid")
+        (bits,) = struct.unpack("<I", data[21:25])
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if chunk == b"VP8X":
+        # Extended: flags (4 bytes), then canvas width-1 and height-1 in 24 bits each.
+        if len(data) < 30:
+            raise ImageError("WebP VP8X header is truncated")
+        width = int.from_bytes(data[24:27], "little") + 1
+        height = int.from_bytes(data[27:30], "little") + 1
+        return width, height
+    raise ImageError("WebP has no VP8, VP8L or VP8X chunk")
+
+
+def inspect_image(data: bytes) -> ImageInfo:
+    """Format and pixel size of ``data``; raises :class:`ImageError` for anything else."""
+    fmt = sniff_format(data[:16])
+    if fmt == "gif":
+        raise ImageError("GIF images are not accepted")
+    if fmt is None:
+        raise ImageError("the bytes are not a JPEG, PNG or WebP image")
+    reader = {"png": _png_size, "jpeg": _jpeg_size, "webp": _webp_size}[fmt]
+    try:
+        width, height = reader(data)
+    except (struct.error, IndexError) as exc:
+        raise ImageError(f"{fmt.upper()} header is truncated") from exc
+    if width <= 0 or height <= 0:
+        raise ImageError(f"{fmt.upper()} header gives an empty pixel size")
+    return ImageInfo(fmt, width, height)
+
+
+def check_image(data: bytes, rules: ImageRules, *, field: str, size: str | None, where: dict[str, str]) -> ImageInfo:
+    """Check ``data`` against the catalog's image rules for one route and model.
+
+    ``size`` is the video size the image must equal when the rules say so (official route).
+    Raises :class:`InvalidRequest` naming the field and the allowed values.
+    """
+    if len(data) > rules.max_bytes:
+        raise InvalidRequest(
+            f"image is {len(data)} bytes; at most {rules.max_bytes} bytes are allowed",
+            field=field,
+            max_bytes=rules.max_bytes,
+            **where,
+        )
+    try:
+        info = inspect_image(data)
+    except ImageError as exc:
+        raise InvalidRequest(f"{exc}; allowed formats: {', '.join(rules.formats)}", field=field, allowed=rules.formats, **where) from exc
+    if info.format not in rules.formats:
+        raise InvalidRequest(
+            f"{info.format} images are not accepted here; allowed formats: {', '.join(rules.formats)}",
+            field=field,
+            allowed=rules.formats,
+            **where,
+        )
+    if rules.must_match_size and size is not None and info.size != size:
+        raise InvalidRequest(
+            f"image is {info.size} pixels but the video size is {size}; the image must be exactly {size}",
+            field=field,
+            allowed=[size],
+            image_size=info.size,
+            **where,
+        )
+    return info
+
+
+def decode_inline_image(text: str, *, max_bytes: int) -> bytes:
+    """Decode ``image_base64`` (raw base64 or a ``data:`` URL); raises :class:`InvalidRequest`."""
+    match = _DATA_URL.match(text)
+    payload = text[match.end() :] if match else text
+    payload = "".join(payload.split())  # line breaks are common in pasted base64
+    # Refuse before decoding when the text alone proves the image is too large.
+    if len(payload) // 4 * 3 - 2 > max_bytes:
+        raise InvalidRequest(
+            f"inline image is larger than {max_bytes} bytes; send a larger image as image_url",
+            field="image_base64",
+            max_bytes=max_bytes,
+        )
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InvalidRequest("image_base64 is not valid base64", field="image_base64") from exc
+    if not data:
+        raise InvalidRequest("image_base64 is empty", field="image_base64")
+    return data
+
+
+def fetch_image(url: str, *, client: httpx.Client, max_bytes: int) -> bytes:
+    """Download ``image_url`` with a size cap; raises :class:`InvalidRequest` (``invalid_image_url``)."""
+    try:
+        with client.stream("GET", url) as response:
+            if response.status_code != 200:
+                raise InvalidRequest(
+                    f"image_url answered HTTP {response.status_code}", field="image_url", code="invalid_image_url"
+                )
+            length = response.headers.get("content-length")
+            if length and length.isdigit() and int(length) > max_bytes:
+                raise InvalidRequest(
+                    f"image at image_url is {length} bytes; at most {max_bytes} bytes are allowed",
+                    field="image_url",
+                    max_bytes=max_bytes,
+                )
+            data = bytearray()
+            for chunk in response.iter_bytes(_FETCH_CHUNK):
+                data += chunk
+                if len(data) > max_bytes:
+                    raise InvalidRequest(
+                        f"image at image_url is larger than {max_bytes} bytes", field="image_url", max_bytes=max_bytes
+                    )
+            return bytes(data)
+    except httpx.HTTPError as exc:
+        raise InvalidRequest(
+            f"image_url could not be fetched: {type(exc).__name__}", field="image_url", code="invalid_image_url"
+        ) from exc
+
+
+def input_key(settings: Settings, job_id: str, info: ImageInfo) -> str:
+    return f"{settings.input_image_prefix}{job_id}.{EXTENSIONS[info.format]}"
+
+
+def store_input_image(settings: Settings, job_id: str, data: bytes, info: ImageInfo, source: str) -> InputImage:
+    """Write the checked image to ``inputs/{job_id}.{ext}`` (one PUT; it is at most a few MB)."""
+    key = input_key(settings, job_id, info)
+    aws.client("s3").put_object(
+        Bucket=settings.video_bucket,
+        Key=key,
+        Body=data,
+        ContentType=info.content_type,
+        Metadata={"job-id": job_id, "source": source},
+        ServerSideEncryption="AES256",
+    )
+    return InputImage(
+        bucket=settings.video_bucket,
+        key=key,
+        bytes=len(data),
+        content_type=info.content_type,
+        width=info.width,
+        height=info.height,
+        source=source,
+    )
+
+
+def delete_input_image(image: InputImage) -> None:
+    """Remove a stored input image (a job that was never recorded must leave nothing behind)."""
+    aws.client("s3").delete_object(Bucket=image.bucket, Key=image.key)
+
+
+def input_image_url(settings: Settings, image: InputImage) -> tuple[str, str]:
+    """A presigned https GET URL a provider can fetch the image from, and when it expires."""
+    seconds = settings.input_image_url_expires_seconds
+    url = aws.client("s3").generate_presigned_url("get_object", Params={"Bucket": image.bucket, "Key": image.key}, ExpiresIn=seconds)
+    expires = datetime.now(UTC) + timedelta(seconds=seconds)
+    return url, expires.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def read_input_image(image: InputImage) -> bytes:
+    """The stored image's bytes (the official route uploads the file itself)."""
+    return aws.client("s3").get_object(Bucket=image.bucket, Key=image.key)["Body"].read()
+
+
+def file_name(image: InputImage) -> str:
+    return image.key.rsplit("/", 1)[-1]

@@ -1,0 +1,154 @@
+"""Client of the OpenAI-style ``/v1/videos`` API forwarded by the provider (seed 002).
+
+``POST /v1/videos`` (multipart) starts a video, ``GET /v1/videos/{id}`` reports its state,
+``GET /v1/videos/{id}/content`` streams the MP4 (404 while it is not ready). There are no
+callbacks: the job workflow polls. Errors are ``{"error": {message, type, param, code}}``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ..errors import ProviderRejected, ProviderUnavailable
+from ..http import send_with_retries
+from ..models import ErrorCode, JobError
+from ..settings import Settings
+from . import Outcome, job_error
+
+VIDEO_STATES = ("queued", "in_progress", "completed", "failed", "expired")
+POLL_AFTER_HEADER = "openai-poll-after-ms"
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """An image sent as ``input_reference`` (image-to-video); its size must match the video's."""
+
+    content: bytes
+    content_type: str
+    filename: str = "input_reference"
+
+
+class VideoError(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    code: str | None = None
+    message: str | None = None
+
+
+class Video(BaseModel):
+    """The video object of ``POST /v1/videos`` and ``GET /v1/videos/{id}``."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    id: str
+    status: str
+    progress: int | None = None
+    error: VideoError | None = None
+
+
+def outcome_of(video: Video, *, content_url: str, poll_after_seconds: float | None = None) -> Outcome:
+    """The one mapping of ``/v1/videos`` states to job outcomes."""
+    progress = max(0, min(100, video.progress)) if video.progress is not None else None
+    if video.status == "completed":
+        return Outcome(phase="succeeded", progress=100, result_url=content_url)
+    if video.status == "failed":
+        error = video.error or VideoError()
+        return Outcome(phase="failed", error=job_error(error.code, error.message or "the provider reported a failed video"))
+    if video.status == "expired":
+        message = (video.error.message if video.error and video.error.message else None) or "the video expired at the provider"
+        return Outcome(phase="failed", error=JobError(code=ErrorCode.EXPIRED.value, message=message))
+    phase = "running" if video.status == "in_progress" else "pending"
+    return Outcome(phase=phase, progress=progress, poll_after_seconds=poll_after_seconds)
+
+
+def poll_after_seconds(response: httpx.Response) -> float | None:
+    """The ``openai-poll-after-ms`` hint in seconds, if the server sent a sane one."""
+    value = response.headers.get(POLL_AFTER_HEADER)
+    if not value:
+        return None
+    try:
+        millis = float(value)
+    except ValueError:
+        return None
+    return millis / 1000 if millis >= 0 else None
+
+
+def error_details(response: httpx.Response) -> dict[str, Any]:
+    """``message``/``code``/``param``/``type`` of an ``{"error": {...}}`` body (best effort)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {"message": response.text[:500] or f"HTTP {response.status_code}"}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        details = {k: error[k] for k in ("message", "code", "param", "type") if isinstance(error.get(k), str) and error[k]}
+        details.setdefault("message", f"HTTP {response.status_code}")
+        return details
+    if isinstance(error, str) and error:
+        return {"message": error}
+    return {"message": f"HTTP {response.status_code}"}
+
+
+class OfficialApi:
+    """``POST /v1/videos``, ``GET /v1/videos/{id}`` and the content URL of one provider."""
+
+    def __init__(self, settings: Settings, base_url: str, api_key: str, client: httpx.Client) -> None:
+        self.settings = settings
+        self.base_url = base_url.rstrip("/")
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self.client = client
+
+    def _check(self, response: httpx.Response, what: str) -> dict[str, Any]:
+        if 400 <= response.status_code < 500:
+            details = error_details(response)
+            message = details.pop("message")
+            extra = {f"provider_{k}": v for k, v in details.items()}
+            raise ProviderRejected(f"{what} refused by provider: {message}", http_status=response.status_code, **extra)
+        if response.status_code >= 300:
+            raise ProviderUnavailable(f"{what}: unexpected HTTP {response.status_code}")
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise ProviderUnavailable(f"{what}: provider answered non-JSON") from exc
+        if not isinstance(body, dict):
+            raise ProviderUnavailable(f"{what}: provider answered an unexpected shape")
+        return body
+
+    def _video(self, body: dict[str, Any], what: str) -> Video:
+        try:
+            video = Video.model_validate(body)
+        except ValidationError as exc:
+            raise ProviderUnavailable(f"{what}: provider answer is not a video object") from exc
+        if not video.id:
+            raise ProviderUnavailable(f"{what}: provider answer has no video id")
+        if video.status not in VIDEO_STATES:
+            raise ProviderUnavailable(f"{what}: unknown video status {video.status!r}")
+        return video
+
+    def create(self, model: str, *, prompt: str, seconds: int, size: str | None, image: ReferenceImage | None = None) -> str:
+        """Start a video; returns its id. Multipart, ``seconds`` as a string; 429/5xx retried."""
+        fields: dict[str, Any] = {"model": (None, model), "prompt": (None, prompt), "seconds": (None, str(seconds))}
+        if size:
+            fields["size"] = (None, size)
+        if image is not None:
+            fields["input_reference"] = (image.filename, image.content, image.content_type)
+        url = f"{self.base_url}/v1/videos"
+        response = send_with_retries(lambda: self.client.post(url, files=fields, headers=self.headers), self.settings, what="create video")
+        return self._video(self._check(response, "create video"), "create video").id
+
+    def retrieve(self, video_id: str) -> Outcome:
+        """The video's state as an :class:`Outcome` (with the server's poll hint, if any)."""
+        url = f"{self.base_url}/v1/videos/{video_id}"
+        response = send_with_retries(lambda: self.client.get(url, headers=self.headers), self.settings, what="retrieve video")
+        video = self._video(self._check(response, "retrieve video"), "retrieve video")
+        if video.id != video_id:
+            raise ProviderUnavailable(f"retrieve video: asked for {video_id!r}, provider answered {video.id!r}")
+        return outcome_of(video, content_url=self.content_url(video_id), poll_after_seconds=poll_after_seconds(response))
+
+    def content_url(self, video_id: str) -> str:
+        """Where the MP4 is streamed from (needs :attr:`headers`; 404 while not ready)."""
+        return f"{self.base_url}/v1/videos/{video_id}/content"
