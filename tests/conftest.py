@@ -32,6 +32,9 @@ TEST_ENV = {
     "OFFICIAL_API_KEY_SECRET": "videogen/official-api-key",
     "LEGACY_API_KEY_SECRET": "videogen/legacy-api-key",
     "CALLBACK_SECRET": "videogen/callback-keys",
+    "IDEMPOTENCY_TABLE": "idempotency",
+    # The test world's result files live on the providers' CDN hosts (cdn.provider.test).
+    "DOWNLOAD_ALLOWED_HOSTS": "*.provider.test",
     "RETRY_BASE_DELAY_SECONDS": "0",
     "RETRY_MAX_DELAY_SECONDS": "0",
     "POWERTOOLS_TRACE_DISABLED": "1",
@@ -65,6 +68,7 @@ def create_aws_resources() -> None:
     import boto3
 
     boto3.client("dynamodb").create_table(**table_kwargs(os.environ["JOBS_TABLE"]))
+    boto3.client("dynamodb").create_table(**table_kwargs(os.environ["IDEMPOTENCY_TABLE"], "IdempotencyTable"))
     s3 = boto3.client("s3")
     s3.create_bucket(Bucket=os.environ["VIDEO_BUCKET"])
     s3.put_bucket_lifecycle_configuration(Bucket=os.environ["VIDEO_BUCKET"], LifecycleConfiguration=bucket_lifecycle())

@@ -22,9 +22,15 @@ install_error_handlers(app)
 def callback(job_id: str):
     logger.set_correlation_id(job_id)
     event = app.current_event
-    body = event.decoded_body if event.is_base64_encoded else event.body
     remaining = app.lambda_context.get_remaining_time_in_millis() / 1000 if app.lambda_context else 30.0
-    result = get_pipeline().handle_callback(job_id, event.get_query_string_value("token"), body, remaining_seconds=remaining)
+    # The body is decoded by the pipeline after the token check (a hostile encoding is a 4xx).
+    result = get_pipeline().handle_callback(
+        job_id,
+        event.get_query_string_value("token"),
+        event.body,
+        remaining_seconds=remaining,
+        base64_encoded=event.is_base64_encoded,
+    )
     return json_response(result.status, result.body, result.headers)
 
 

@@ -7,6 +7,7 @@ from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from videogen import idempotency
 from videogen.api import install_error_handlers, json_response
 from videogen.models import CreateVideoRequest
 from videogen.observability import logger, metrics, tracer
@@ -19,10 +20,16 @@ install_error_handlers(app)
 @app.post("/videos")
 @tracer.capture_method
 def create_video(request: Annotated[CreateVideoRequest, Body()]):
-    pipeline = get_pipeline()
-    domain = app.current_event.request_context.domain_name
-    job = pipeline.submit(request, request_base_url=f"https://{domain}")
-    return json_response(202, pipeline.view(job), {"Location": f"/videos/{job.id}"})
+    event = app.current_event
+    answer = idempotency.submit(
+        get_pipeline(),
+        request,
+        request_base_url=f"https://{event.request_context.domain_name}",
+        idempotency_key=event.get_header_value(idempotency.HEADER),
+        caller=idempotency.caller_of(event.raw_event),
+        lambda_context=app.lambda_context,
+    )
+    return json_response(answer.status, answer.body, answer.headers)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

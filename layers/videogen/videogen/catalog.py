@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -22,12 +22,20 @@ BUILTIN = Path(__file__).with_name("catalog.json")
 
 
 class ImageRules(BaseModel):
-    formats: list[str] = ["jpeg", "png", "webp"]
+    """What an input image must be for one model (``"image": null``: no image-to-video)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    formats: list[Literal["jpeg", "png", "webp"]] = ["jpeg", "png", "webp"]
     max_bytes: int = 10 * 1024 * 1024
     must_match_size: bool = False
 
 
 class Price(BaseModel):
+    """USD per call, or per second of video (one rate, or a rate per size); neither: unknown."""
+
+    model_config = ConfigDict(extra="forbid")
+
     per_call: float | None = None
     per_second: dict[str, float] | float | None = None
 
@@ -44,7 +52,7 @@ class ModelSpec(BaseModel):
     provider_models: dict[str, str] | None = None
     max_prompt_chars: int = 10000
     expected_generation_seconds: int = 180
-    image: ImageRules = Field(default_factory=ImageRules)
+    image: ImageRules | None = Field(default_factory=ImageRules)
     price: Price = Field(default_factory=Price)
 
 
@@ -67,7 +75,7 @@ class ResolvedSpec(BaseModel):
     size: str | None
     orientation: Orientation | None
     spec: ModelSpec
-    cost_usd: float
+    cost_usd: float | None
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +130,9 @@ def resolve(request: CreateVideoRequest, settings: Settings) -> ResolvedSpec:
     where = {"route": route, "model": model}
 
     if len(request.prompt) > spec.max_prompt_chars:
-        raise _bad("prompt", f"prompt is longer than {spec.max_prompt_chars} characters", None, max_chars=spec.max_prompt_chars, **where)
+        raise _bad(
+            "prompt", f"prompt is longer than {spec.max_prompt_chars} characters", None, max_chars=spec.max_prompt_chars, **where
+        )
 
     seconds = request.seconds if request.seconds is not None else spec.default_seconds
     if seconds not in spec.seconds:
@@ -139,30 +149,59 @@ def resolve(request: CreateVideoRequest, settings: Settings) -> ResolvedSpec:
             size = spec.default_size or spec.sizes[0]
         if size not in spec.sizes:
             raise _bad("size", f"size must be one of {spec.sizes} for {model} on route {route}", spec.sizes, **where)
-        width, height = (int(v) for v in size.split("x"))
-        orientation = "landscape" if width > height else "portrait"
+        orientation = _orientation_of(size)
+        if request.orientation is not None and request.orientation != orientation:
+            raise _bad(
+                "orientation",
+                f"size {size} is {orientation}, but orientation {request.orientation!r} was asked for",
+                [orientation],
+                **where,
+            )
     else:
-        if request.size is not None:
-            orientation = _orientation_of(request.size)
-        orientation = request.orientation or orientation or spec.default_orientation
         allowed = spec.orientations or []
+        if request.size is not None:
+            # This model takes an orientation (aspect ratio), not a pixel size.
+            raise _bad(
+                "size",
+                f"{model} on route {route} takes no size; give orientation, one of {allowed}",
+                None,
+                allowed_orientations=list(allowed),
+                **where,
+            )
+        orientation = request.orientation or spec.default_orientation
         if orientation not in allowed:
-            raise _bad("orientation", f"orientation must be one of {allowed} for {model} on route {route}", list(allowed), **where)
-
-    provider_model = model
-    if spec.provider_models and orientation is not None:
-        provider_model = spec.provider_models.get(orientation, model)
+            raise _bad(
+                "orientation", f"orientation must be one of {allowed} for {model} on route {route}", list(allowed), **where
+            )
 
     return ResolvedSpec(
         route=route,
         model=model,
-        provider_model=provider_model,
+        provider_model=provider_model_for(spec, model, orientation, seconds),
         seconds=seconds,
         size=size,
         orientation=orientation,
         spec=spec,
         cost_usd=estimate_cost(spec, seconds, size),
     )
+
+
+def provider_model_for(spec: ModelSpec, model: str, orientation: Orientation | None, seconds: int | None) -> str:
+    """The model name the provider expects: ``provider_models`` keyed ``"landscape:15"``,
+    then ``"landscape"``; the catalog's own name when neither is listed."""
+    names = spec.provider_models or {}
+    for key in (f"{orientation}:{seconds}", f"{orientation}"):
+        if key in names:
+            return names[key]
+    return model
+
+
+def model_spec(settings: Settings, route: Route, model: str) -> ModelSpec:
+    """The catalog entry of ``model`` on ``route`` (jobs already recorded name valid ones)."""
+    spec = load_catalog(settings).routes[route].models.get(model)
+    if spec is None:
+        raise InvalidRequest(f"model {model!r} is no longer in the catalog for route {route!r}", field="model")
+    return spec
 
 
 def _size_for_orientation(sizes: list[str], orientation: Orientation) -> str:
@@ -177,10 +216,17 @@ def _orientation_of(size: str) -> Orientation:
     return "landscape" if width > height else "portrait"
 
 
-def estimate_cost(spec: ModelSpec, seconds: int, size: str | None) -> float:
-    """Catalog price of one job: per call, or per second (optionally by size)."""
+def estimate_cost(spec: ModelSpec, seconds: int, size: str | None) -> float | None:
+    """Catalog price of one job: per call, or per second (optionally by size); None if unknown."""
     price = spec.price
     if price.per_second is not None:
-        rate = price.per_second if isinstance(price.per_second, float | int) else price.per_second.get(size or "", 0.0)
+        if isinstance(price.per_second, dict):
+            rate = price.per_second.get(size or "")
+            if rate is None:
+                return None
+        else:
+            rate = price.per_second
         return round(float(rate) * seconds, 4)
-    return round(float(price.per_call or 0.0), 4)
+    if price.per_call is not None:
+        return round(float(price.per_call), 4)
+    return None

@@ -15,11 +15,18 @@ from .settings import Settings
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
 
 
-def make_client(settings: Settings, *, read_timeout: float | None = None) -> httpx.Client:
-    """An httpx client with connect/read/write/pool timeouts; redirects are not followed."""
+def make_client(
+    settings: Settings, *, read_timeout: float | None = None, transport: httpx.BaseTransport | None = None
+) -> httpx.Client:
+    """An httpx client with connect/read/write/pool timeouts; redirects are not followed.
+
+    ``transport`` replaces the default one (the safe downloader pins connections with it).
+    """
     read = read_timeout if read_timeout is not None else settings.read_timeout_seconds
     timeout = httpx.Timeout(connect=settings.connect_timeout_seconds, read=read, write=read, pool=settings.connect_timeout_seconds)
-    return httpx.Client(timeout=timeout, follow_redirects=False, headers={"User-Agent": "videogen-pipeline/0.1"})
+    return httpx.Client(
+        timeout=timeout, follow_redirects=False, headers={"User-Agent": "videogen-pipeline/0.1"}, transport=transport
+    )
 
 
 def retry_after_seconds(response: httpx.Response) -> float | None:
@@ -55,8 +62,11 @@ def send_with_retries(
 ) -> httpx.Response:
     """Call ``send`` until it answers something other than 429/5xx, at most ``attempts`` times.
 
-    Transport errors count as retryable. Raises :class:`ProviderUnavailable` when every
-    attempt failed; any other answer (2xx, 4xx) is returned for the caller to judge.
+    Transport errors count as retryable. A ``Retry-After`` longer than the backoff cap is
+    honoured by not retrying here at all (retrying sooner would break the provider's rule); the
+    error then carries ``retry_after_seconds`` for a caller that can wait (the workflow).
+    Raises :class:`ProviderUnavailable` when every attempt failed; any other answer (2xx, 4xx)
+    is returned for the caller to judge.
     """
     attempts = attempts or settings.submit_max_attempts
     last: str = ""
@@ -71,6 +81,12 @@ def send_with_retries(
                 return response
             hint = retry_after_seconds(response)
             last = f"HTTP {response.status_code}"
+            if hint is not None and hint > settings.retry_max_delay_seconds:
+                raise ProviderUnavailable(
+                    f"{what} unavailable ({last}); it asks to retry after {hint:.0f} s",
+                    attempts=attempt + 1,
+                    retry_after_seconds=round(hint, 3),
+                )
         if attempt + 1 < attempts:
             sleep(backoff_delay(attempt, settings, hint))
     raise ProviderUnavailable(f"{what} unavailable after {attempts} attempts ({last})", attempts=attempts)

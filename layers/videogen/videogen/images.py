@@ -22,15 +22,18 @@ import base64
 import binascii
 import re
 import struct
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 import httpx
 
 from . import aws
-from .catalog import ImageRules
-from .errors import InvalidRequest
-from .models import InputImage
+from .catalog import ImageRules, ResolvedSpec
+from .errors import InvalidRequest, TransferFailed
+from .models import CreateVideoRequest, InputImage
 from .settings import Settings
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
@@ -39,6 +42,9 @@ EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
 _SOF_MARKERS = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
 _DATA_URL = re.compile(r"^data:(?P<type>[\w.+-]+/[\w.+-]+)?(?:;[\w.+-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _FETCH_CHUNK = 64 * 1024
+
+# Opens a streamed GET of a URL (the safe downloader's ``open``, or a plain client's ``stream``).
+OpenUrl = Callable[[str], AbstractContextManager[httpx.Response]]
 
 
 class ImageError(ValueError):
@@ -170,7 +176,9 @@ def check_image(data: bytes, rules: ImageRules, *, field: str, size: str | None,
     try:
         info = inspect_image(data)
     except ImageError as exc:
-        raise InvalidRequest(f"{exc}; allowed formats: {', '.join(rules.formats)}", field=field, allowed=rules.formats, **where) from exc
+        raise InvalidRequest(
+            f"{exc}; allowed formats: {', '.join(rules.formats)}", field=field, allowed=rules.formats, **where
+        ) from exc
     if info.format not in rules.formats:
         raise InvalidRequest(
             f"{info.format} images are not accepted here; allowed formats: {', '.join(rules.formats)}",
@@ -196,24 +204,34 @@ def decode_inline_image(text: str, *, max_bytes: int) -> bytes:
     payload = "".join(payload.split())  # line breaks are common in pasted base64
     # Refuse before decoding when the text alone proves the image is too large.
     if len(payload) // 4 * 3 - 2 > max_bytes:
-        raise InvalidRequest(
-            f"inline image is larger than {max_bytes} bytes; send a larger image as image_url",
-            field="image_base64",
-            max_bytes=max_bytes,
-        )
+        raise _inline_too_large(max_bytes)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InvalidRequest("image_base64 is not valid base64", field="image_base64") from exc
     if not data:
         raise InvalidRequest("image_base64 is empty", field="image_base64")
+    if len(data) > max_bytes:
+        raise _inline_too_large(max_bytes)
     return data
 
 
-def fetch_image(url: str, *, client: httpx.Client, max_bytes: int) -> bytes:
-    """Download ``image_url`` with a size cap; raises :class:`InvalidRequest` (``invalid_image_url``)."""
+def _inline_too_large(max_bytes: int) -> InvalidRequest:
+    return InvalidRequest(
+        f"inline image is larger than {max_bytes} bytes; send a larger image as image_url",
+        field="image_base64",
+        max_bytes=max_bytes,
+    )
+
+
+def fetch_image(url: str, *, open_url: OpenUrl, max_bytes: int) -> bytes:
+    """Download ``image_url`` with a size cap; raises :class:`InvalidRequest`.
+
+    ``open_url`` opens a streamed GET (the safe downloader: https only, public addresses only,
+    redirects re-checked). An unreachable or refused URL is ``invalid_image_url``.
+    """
     try:
-        with client.stream("GET", url) as response:
+        with open_url(url) as response:
             if response.status_code != 200:
                 raise InvalidRequest(
                     f"image_url answered HTTP {response.status_code}", field="image_url", code="invalid_image_url"
@@ -233,17 +251,58 @@ def fetch_image(url: str, *, client: httpx.Client, max_bytes: int) -> bytes:
                         f"image at image_url is larger than {max_bytes} bytes", field="image_url", max_bytes=max_bytes
                     )
             return bytes(data)
+    except TransferFailed as exc:  # refused by the download policy (host, address, scheme)
+        raise InvalidRequest(
+            f"image_url refused: {exc.message.removeprefix('result URL refused: ')}", field="image_url", code="invalid_image_url"
+        ) from exc
     except httpx.HTTPError as exc:
         raise InvalidRequest(
             f"image_url could not be fetched: {type(exc).__name__}", field="image_url", code="invalid_image_url"
         ) from exc
 
 
+@dataclass(frozen=True)
+class CheckedImage:
+    """A request's image after every check: its bytes, what they are, and where they came from."""
+
+    data: bytes
+    info: ImageInfo
+    source: Literal["url", "upload"]
+
+
+def load_request_image(
+    request: CreateVideoRequest, spec: ResolvedSpec, settings: Settings, open_url: OpenUrl
+) -> CheckedImage | None:
+    """The request's image (``image_base64`` or ``image_url``), checked against the catalog."""
+    if request.image_base64 is None and request.image_url is None:
+        return None
+    field = "image_base64" if request.image_base64 is not None else "image_url"
+    where = {"route": spec.route, "model": spec.model}
+    rules = spec.spec.image
+    if rules is None:
+        raise InvalidRequest(f"{spec.model} on route {spec.route} takes no image (text-to-video only)", field=field, **where)
+    source: Literal["url", "upload"] = "upload" if request.image_base64 is not None else "url"
+    try:
+        if request.image_base64 is not None:
+            inline_cap = min(rules.max_bytes, settings.max_inline_image_bytes)
+            data = decode_inline_image(request.image_base64, max_bytes=inline_cap)
+        else:
+            assert request.image_url is not None
+            data = fetch_image(request.image_url, open_url=open_url, max_bytes=rules.max_bytes)
+    except InvalidRequest as exc:
+        exc.details.update(where)  # the limits named are this route's and model's
+        raise
+    info = check_image(data, rules, field=field, size=spec.size, where=where)
+    return CheckedImage(data=data, info=info, source=source)
+
+
 def input_key(settings: Settings, job_id: str, info: ImageInfo) -> str:
     return f"{settings.input_image_prefix}{job_id}.{EXTENSIONS[info.format]}"
 
 
-def store_input_image(settings: Settings, job_id: str, data: bytes, info: ImageInfo, source: str) -> InputImage:
+def store_input_image(
+    settings: Settings, job_id: str, data: bytes, info: ImageInfo, source: Literal["url", "upload"]
+) -> InputImage:
     """Write the checked image to ``inputs/{job_id}.{ext}`` (one PUT; it is at most a few MB)."""
     key = input_key(settings, job_id, info)
     aws.client("s3").put_object(
@@ -273,7 +332,9 @@ def delete_input_image(image: InputImage) -> None:
 def input_image_url(settings: Settings, image: InputImage) -> tuple[str, str]:
     """A presigned https GET URL a provider can fetch the image from, and when it expires."""
     seconds = settings.input_image_url_expires_seconds
-    url = aws.client("s3").generate_presigned_url("get_object", Params={"Bucket": image.bucket, "Key": image.key}, ExpiresIn=seconds)
+    url = aws.client("s3").generate_presigned_url(
+        "get_object", Params={"Bucket": image.bucket, "Key": image.key}, ExpiresIn=seconds
+    )
     expires = datetime.now(UTC) + timedelta(seconds=seconds)
     return url, expires.isoformat(timespec="seconds").replace("+00:00", "Z")
 

@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel
+from pydantic import BaseModel, field_validator
 
 Route = Literal["task", "official", "legacy"]
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 class Settings(BaseModel):
@@ -47,11 +49,20 @@ class Settings(BaseModel):
     catalog_file: str = ""
 
     state_machine_arn: str = ""
+    # Powertools idempotency records for POST /videos (Idempotency-Key); empty: no idempotency.
+    idempotency_table: str = ""
+    # How long a key is remembered (a retry after that creates a new job).
+    idempotency_expires_seconds: int = 24 * 3600
     # Fallback wait for task-route jobs whose callback never comes (seconds past submit).
-    fallback_wait_seconds: int = 900
+    fallback_wait_seconds: int = 600
     poll_interval_seconds: int = 15
+    # Cap on one poll wait, whatever a server's openai-poll-after-ms hint asks for.
+    poll_max_interval_seconds: int = 120
     official_first_wait_seconds: int = 180
     workflow_deadline_seconds: int = 3600
+    # A queued job without a provider id younger than this may still be in submit; older, its
+    # submit died and the workflow fails it (submit_interrupted).
+    submit_grace_seconds: int = 120
 
     # HTTP behaviour towards providers.
     connect_timeout_seconds: float = 5.0
@@ -61,6 +72,10 @@ class Settings(BaseModel):
     retry_max_delay_seconds: float = 4.0
 
     # Transfers.
+    # Comma-separated hosts (or "*.suffix") videos may be downloaded from; empty: built-in allowlist.
+    download_allowed_hosts: str = ""
+    # DEVELOPMENT ONLY (the local stack): also download over plain http from loopback addresses.
+    allow_insecure_downloads_for_local_stack: bool = False
     max_video_bytes: int = 2 * 1024**3
     part_size_bytes: int = 8 * 1024 * 1024
     callback_budget_seconds: float = 25.0
@@ -81,6 +96,18 @@ class Settings(BaseModel):
     job_ttl_days: int = 90
 
     secrets_max_age_seconds: int = 300
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _callbacks_over_https(cls, value: str) -> str:
+        # Callback URLs carry a job's token: https, except plain http to a loopback host,
+        # which only the local stack's explicit setting produces.
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.hostname and (parts.scheme == "https" or (parts.scheme == "http" and parts.hostname in LOOPBACK_HOSTS)):
+            return value
+        raise ValueError("PUBLIC_BASE_URL must be an https:// URL (http:// only to a loopback host, for the local stack)")
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Settings:
@@ -118,4 +145,3 @@ def key_secret_for(settings: Settings, route: Route) -> str:
         "official": settings.official_api_key_secret,
         "legacy": settings.legacy_api_key_secret,
     }[route]
-

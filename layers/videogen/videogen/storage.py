@@ -5,6 +5,12 @@ one part of a multipart upload. The first bytes must look like an MP4 (an ``ftyp
 before anything is uploaded, and the upload is completed only when the whole body arrived
 with the announced length. Any failure aborts the multipart upload, so S3 never holds a
 half-written object and no incomplete upload is left behind.
+
+The download itself goes through :class:`~videogen.safe_http.SafeDownloader` (https only,
+allowlisted hosts, global addresses only, connections pinned to the checked address,
+redirects re-checked, deadlines). Failures that retrying cannot cure (a refused URL, a file
+over the cap, bytes that are not an MP4, a 4xx answer that says the file is gone) raise
+:class:`~videogen.safe_http.DownloadRefused`; the others raise :class:`TransferFailed`.
 """
 
 from __future__ import annotations
@@ -14,15 +20,19 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+from botocore.exceptions import BotoCoreError, ClientError
 
 from . import aws
 from .errors import DeadlineExceeded, TransferFailed
 from .models import StoredVideo
+from .safe_http import DownloadRefused, SafeDownloader
 from .settings import Settings
 
 MIN_PART = 5 * 1024 * 1024
 CHUNK = 256 * 1024
 MP4_BRANDS_BOX = b"ftyp"
+# Download answers that retrying the same URL may cure; any other 4xx means the file is gone.
+RETRYABLE_DOWNLOAD_STATUSES = frozenset({404, 408, 425, 429})
 
 
 def video_key(settings: Settings, job_id: str) -> str:
@@ -73,18 +83,18 @@ def upload_stream(
                 raise DeadlineExceeded("transfer did not finish within its time budget", bytes_so_far=total)
             total += len(chunk)
             if total > settings.max_video_bytes:
-                raise TransferFailed(f"video is larger than the {settings.max_video_bytes}-byte cap")
+                raise DownloadRefused(f"video is larger than the {settings.max_video_bytes}-byte cap")
             if expected_bytes is not None and total > expected_bytes:
                 raise TransferFailed("download is longer than its Content-Length")
             buffer += chunk
             if not checked and len(buffer) >= 12:
                 if not looks_like_mp4(bytes(buffer[:12])):
-                    raise TransferFailed("downloaded bytes are not an MP4 file")
+                    raise DownloadRefused("downloaded bytes are not an MP4 file")
                 checked = True
             if len(buffer) >= part_size:
                 flush()
         if not checked:
-            raise TransferFailed("downloaded bytes are not an MP4 file" if total else "download was empty")
+            raise DownloadRefused("downloaded bytes are not an MP4 file" if total else "download was empty")
         if expected_bytes is not None and total != expected_bytes:
             raise TransferFailed(f"download truncated: {total} of {expected_bytes} bytes")
         if upload_id is None:
@@ -111,21 +121,30 @@ def download_and_store(
     url: str,
     *,
     settings: Settings,
-    client: httpx.Client,
     key: str,
     metadata: dict[str, str],
     headers: dict[str, str] | None = None,
     deadline: float | None = None,
+    downloader: SafeDownloader | None = None,
 ) -> StoredVideo:
-    """Stream ``url`` into S3 at ``key``. Raises :class:`TransferFailed` on any problem."""
+    """Stream ``url`` into S3 at ``key``. Raises :class:`TransferFailed` on any problem.
+
+    ``deadline`` (``time.monotonic()``) bounds the whole transfer: connect and read timeouts
+    never exceed the time left. ``downloader`` is the process's safe downloader (one is made
+    from ``settings`` when none is given).
+    """
+    downloader = downloader or SafeDownloader(settings)
+    budget = None if deadline is None else deadline - time.monotonic()
     try:
-        with client.stream("GET", url, headers=headers) as response:
+        with downloader.open(url, headers=headers, budget_seconds=budget) as response:
             if response.status_code != 200:
-                raise TransferFailed(f"download answered HTTP {response.status_code}", http_status=response.status_code)
-            length_header = response.headers.get("content-length")
-            expected = int(length_header) if length_header and length_header.isdigit() else None
+                status = response.status_code
+                failure = DownloadRefused if 400 <= status < 500 and status not in RETRYABLE_DOWNLOAD_STATUSES else TransferFailed
+                raise failure(f"download answered HTTP {status}", http_status=status)
+            length_header = response.headers.get("content-length", "").strip()
+            expected = int(length_header) if length_header.isascii() and length_header.isdigit() else None
             if expected is not None and expected > settings.max_video_bytes:
-                raise TransferFailed(f"video is larger than the {settings.max_video_bytes}-byte cap")
+                raise DownloadRefused(f"video is larger than the {settings.max_video_bytes}-byte cap")
             return upload_stream(
                 response.iter_raw(CHUNK) if _identity(response) else response.iter_bytes(CHUNK),
                 settings=settings,
@@ -134,8 +153,20 @@ def download_and_store(
                 expected_bytes=expected if _identity(response) else None,
                 deadline=deadline,
             )
+    except httpx.TimeoutException as exc:
+        if deadline is not None and time.monotonic() >= deadline:
+            raise DeadlineExceeded("transfer did not finish within its time budget") from exc
+        raise TransferFailed(f"download failed: {type(exc).__name__}: {exc}") from exc
     except httpx.HTTPError as exc:
         raise TransferFailed(f"download failed: {type(exc).__name__}: {exc}") from exc
+    except (BotoCoreError, ClientError) as exc:
+        # The multipart upload was already aborted; the caller may retry the whole transfer.
+        raise TransferFailed(f"upload to S3 failed: {type(exc).__name__}") from exc
+
+
+def delete_video(video: StoredVideo) -> None:
+    """Remove a stored video (one whose job ended otherwise while it was being written)."""
+    aws.client("s3").delete_object(Bucket=video.bucket, Key=video.key)
 
 
 def _identity(response: httpx.Response) -> bool:

@@ -137,7 +137,9 @@ class OfficialApi:
         if image is not None:
             fields["input_reference"] = (image.filename, image.content, image.content_type)
         url = f"{self.base_url}/v1/videos"
-        response = send_with_retries(lambda: self.client.post(url, files=fields, headers=self.headers), self.settings, what="create video")
+        response = send_with_retries(
+            lambda: self.client.post(url, files=fields, headers=self.headers), self.settings, what="create video"
+        )
         return self._video(self._check(response, "create video"), "create video").id
 
     def retrieve(self, video_id: str) -> Outcome:

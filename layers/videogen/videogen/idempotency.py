@@ -1,0 +1,146 @@
+"""Client idempotency for ``POST /videos``: the ``Idempotency-Key`` header, via Powertools.
+
+A request carrying a key runs through Powertools' idempotency utility (``idempotent_function``
+with a ``DynamoDBPersistenceLayer`` on ``IDEMPOTENCY_TABLE``). The record is keyed by the
+caller and the header; a SHA-256 of the request body is its payload-validation value:
+
+* same key, same body: the first answer again (one job, one provider call), with the header
+  ``Idempotent-Replayed: true``;
+* same key, another body: 422 ``idempotency_key_reused``;
+* same key while the first request is still running: 409 ``idempotency_in_progress``.
+
+A request that raised (a 4xx validation error, a provider failure) is not remembered, so the
+client may retry it with the same key. Records expire after ``IDEMPOTENCY_EXPIRES_SECONDS``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent_function,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
+)
+from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
+
+from . import aws
+from .errors import Conflict, InvalidRequest, VideogenError
+from .models import CreateVideoRequest
+from .observability import logger
+
+HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+KEY_PATTERN = re.compile(r"^[\x21-\x7e]{1,255}$")
+KEY_PREFIX = "videogen-submit"
+
+
+class IdempotencyKeyReused(VideogenError):
+    """The key was used before with a different request body."""
+
+    status = 422
+    code = "idempotency_key_reused"
+
+
+@dataclass(frozen=True)
+class SubmitAnswer:
+    """What ``POST /videos`` answers: status, job JSON and headers (stored for replays)."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def body_hash(request: CreateVideoRequest) -> str:
+    """SHA-256 of the request as the client sent it (canonical JSON: key order and spacing do not count)."""
+    canonical = json.dumps(request.model_dump(mode="json", exclude_unset=True), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def caller_of(event: dict[str, Any]) -> str:
+    """Who signed the request (IAM auth), so two callers' keys never collide."""
+    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
+    iam = authorizer.get("iam") or {}
+    return str(iam.get("userArn") or iam.get("callerId") or "anonymous")
+
+
+def checked_key(value: str | None) -> str | None:
+    """The header's value, or ``None`` when absent; a malformed key is a 400."""
+    if value is None:
+        return None
+    if not KEY_PATTERN.match(value):
+        raise InvalidRequest(f"{HEADER} must be 1 to 255 visible ASCII characters", field=HEADER)
+    return value
+
+
+def submit(
+    pipeline: Any,
+    request: CreateVideoRequest,
+    *,
+    request_base_url: str,
+    idempotency_key: str | None,
+    caller: str,
+    lambda_context: Any = None,
+) -> SubmitAnswer:
+    """Submit ``request`` once per (caller, key): see the module docstring for the rules."""
+    key = checked_key(idempotency_key)
+    if key is None:
+        return SubmitAnswer(
+            **_first_answer(pipeline=pipeline, request=request, request_base_url=request_base_url, idempotency={})
+        )
+    table = pipeline.settings.idempotency_table
+    if not table:
+        logger.warning("Idempotency-Key ignored: IDEMPOTENCY_TABLE is not configured")
+        return SubmitAnswer(
+            **_first_answer(pipeline=pipeline, request=request, request_base_url=request_base_url, idempotency={})
+        )
+    config = IdempotencyConfig(
+        event_key_jmespath="key",
+        payload_validation_jmespath="body_sha256",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=pipeline.settings.idempotency_expires_seconds,
+        hash_function="sha256",
+        response_hook=_mark_replayed,
+    )
+    if lambda_context is not None:
+        # An in-flight record expires with this invocation, so a crashed submit can be retried.
+        config.register_lambda_context(lambda_context)
+    persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=aws.client("dynamodb"))
+    once = idempotent_function(
+        _first_answer, data_keyword_argument="idempotency", persistence_store=persistence, config=config, key_prefix=KEY_PREFIX
+    )
+    try:
+        answer = once(
+            pipeline=pipeline,
+            request=request,
+            request_base_url=request_base_url,
+            idempotency={"key": f"{caller} {key}", "body_sha256": body_hash(request)},
+        )
+    except IdempotencyValidationError as exc:
+        raise IdempotencyKeyReused(
+            f"{HEADER} was already used with a different request body; use a new key for a new request", field=HEADER
+        ) from exc
+    except IdempotencyAlreadyInProgressError as exc:
+        raise Conflict(
+            f"a request with this {HEADER} is still being processed; retry shortly", code="idempotency_in_progress", field=HEADER
+        ) from exc
+    return SubmitAnswer(**answer)
+
+
+def _first_answer(
+    *, pipeline: Any, request: CreateVideoRequest, request_base_url: str, idempotency: dict[str, str]
+) -> dict[str, Any]:
+    job = pipeline.submit(request, request_base_url=request_base_url)
+    return {"status": 202, "body": pipeline.view(job), "headers": {"Location": f"/videos/{job.id}"}}
+
+
+def _mark_replayed(response: dict[str, Any], record: DataRecord) -> dict[str, Any]:
+    return {**response, "headers": {**response.get("headers", {}), REPLAYED_HEADER: "true"}}

@@ -1,0 +1,444 @@
+"""Client of the legacy chat route (seeds 000/001): ``POST /v1/chat/completions``, streamed.
+
+The provider answers with Server-Sent Events in the chat-completions chunk format. The video
+is produced *during* the call: ``delta.content`` carries status lines such as
+``> 🏃 Progress: 36.0%`` and finally a markdown link to the ``.mp4`` (valid one day). A
+non-streamed answer carries the same text in ``choices[0].message.content``.
+
+Three layers, each testable on its own:
+
+- :class:`SSEParser`: bytes in any chunking -> events (WHATWG rules: ``\\n``/``\\r\\n``/``\\r``
+  line ends, ``data:`` lines joined, comments skipped). Lines are split on bytes before
+  decoding, so a UTF-8 character cut between two network reads is never damaged.
+- :class:`ContentScanner`: the assistant's text, fed in pieces -> progress, video URL,
+  failure text. The fenced JSON block echoing the prompt is skipped, so a prompt saying
+  "failed" cannot fail a job.
+- :class:`LegacyApi`: the HTTP call, the retry policy before the stream starts, the deadline
+  and the idle timeout while it runs; returns an :class:`~videogen.providers.Outcome`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from ..errors import ProviderRejected
+from ..http import RETRYABLE, send_with_retries
+from ..models import ErrorCode, JobError
+from ..settings import Settings
+from . import FAIL_CODES, Outcome, job_error
+
+DONE = "[DONE]"
+PROGRESS = re.compile(r"(?:progress|进度)[^0-9]{0,10}(\d{1,3}(?:\.\d+)?)\s*%", re.IGNORECASE)
+MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\((https://[^\s)]+)\)")
+BARE_MP4 = re.compile(r"https://[^\s)\]<>\"']+\.mp4(?:\?[^\s)\]<>\"']*)?", re.IGNORECASE)
+FAILURE = re.compile(r"❌|\bfail(?:ed|ure)?\b|\berror\b|\brejected\b|失败|错误", re.IGNORECASE)
+# The provider's words for a refused prompt or image (real faces, moderation, policy).
+REFUSAL = re.compile(
+    r"violat|moderat|policy|guideline|sensitive|inappropriate|real (?:person|people|human)|face|人脸|真人|违规|敏感|审核",
+    re.IGNORECASE,
+)
+MAX_JSON_ANSWER_BYTES = 1024 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+# -- Server-Sent Events -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SSEEvent:
+    """One dispatched event: its type (``message`` unless named), data, and last event id."""
+
+    data: str
+    event: str = "message"
+    id: str | None = None
+
+
+class SSEParser:
+    """Incremental SSE parser: :meth:`feed` bytes as they arrive, get complete events back."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._data: list[str] = []
+        self._event = ""
+        self._last_id: str | None = None
+        self._first_line = True
+
+    def feed(self, chunk: bytes) -> list[SSEEvent]:
+        """Consume ``chunk``; return the events it completed (possibly none)."""
+        self._buffer += chunk
+        events: list[SSEEvent] = []
+        start = 0
+        buffer = self._buffer
+        while True:
+            newline = _line_end(buffer, start)
+            if newline is None:
+                break
+            end, after = newline
+            event = self._line(bytes(buffer[start:end]))
+            if event is not None:
+                events.append(event)
+            start = after
+        del self._buffer[:start]
+        if len(self._buffer) > MAX_EVENT_BYTES or sum(len(d) for d in self._data) > MAX_EVENT_BYTES:
+            raise ValueError("SSE event is larger than 1 MiB")
+        return events
+
+    def close(self) -> list[SSEEvent]:
+        """End of stream: finish a last line and event that lack their terminating blank line."""
+        events: list[SSEEvent] = []
+        if self._buffer:
+            rest = bytes(self._buffer)
+            self._buffer.clear()
+            event = self._line(rest.rstrip(b"\r"))
+            if event is not None:
+                events.append(event)
+        event = self._dispatch()
+        if event is not None:
+            events.append(event)
+        return events
+
+    def _line(self, raw: bytes) -> SSEEvent | None:
+        line = raw.decode("utf-8", errors="replace")
+        if self._first_line:
+            self._first_line = False
+            line = line.removeprefix("\ufeff")
+        if line == "":
+            return self._dispatch()
+        if line.startswith(":"):
+            return None  # comment / keep-alive
+        name, sep, value = line.partition(":")
+        if sep and value.startswith(" "):
+            value = value[1:]
+        if name == "data":
+            self._data.append(value)
+        elif name == "event":
+            self._event = value
+        elif name == "id" and "\0" not in value:
+            self._last_id = value
+        return None
+
+    def _dispatch(self) -> SSEEvent | None:
+        if not self._data:
+            self._event = ""
+            return None
+        event = SSEEvent(data="\n".join(self._data), event=self._event or "message", id=self._last_id)
+        self._data = []
+        self._event = ""
+        return event
+
+
+def _line_end(buffer: bytearray, start: int) -> tuple[int, int] | None:
+    """Where the next line ends (index of its terminator) and where the following one starts."""
+    lf = buffer.find(b"\n", start)
+    cr = buffer.find(b"\r", start)
+    if cr == -1 or (lf != -1 and lf < cr):
+        return None if lf == -1 else (lf, lf + 1)
+    if cr + 1 < len(buffer):
+        return (cr, cr + 2) if buffer[cr + 1] == 0x0A else (cr, cr + 1)
+    return None  # a CR at the very end may be the first half of CRLF: wait for more bytes
+
+
+# -- the assistant's text ------------------------------------------------------------------
+
+
+@dataclass
+class ContentScanner:
+    """Reads the assistant's text line by line and keeps what the pipeline needs from it."""
+
+    on_progress: Callable[[float], None] | None = None
+    progress: float | None = None
+    video_url: str | None = None
+    failure: str | None = None
+    last_status: str | None = None
+    _pending: str = ""
+    _in_fence: bool = False
+
+    def feed(self, text: str) -> None:
+        """Consume a piece of the text; complete lines are interpreted at once."""
+        self._pending += text
+        *lines, self._pending = self._pending.split("\n")
+        for line in lines:
+            self._line(line)
+
+    def finish(self) -> None:
+        """The text is complete: interpret a last line without a line break."""
+        if self._pending:
+            line, self._pending = self._pending, ""
+            self._line(line)
+
+    def _line(self, line: str) -> None:
+        stripped = line.strip()
+        if stripped.startswith("```"):
+            self._in_fence = not self._in_fence
+            return
+        if self._in_fence or not stripped:
+            return  # the fenced block echoes the request (prompt, mode): never a status
+        status = stripped.lstrip(">").strip()
+        self.last_status = status
+        url = _video_link(status)
+        if url:
+            self.video_url = url
+            return
+        match = PROGRESS.search(status)
+        if match:
+            value = min(100.0, float(match.group(1)))
+            if self.progress is None or value != self.progress:
+                self.progress = value
+                if self.on_progress is not None:
+                    self.on_progress(value)
+            return
+        if FAILURE.search(status) and self.failure is None:
+            self.failure = status
+
+
+def _video_link(text: str) -> str | None:
+    """The ``.mp4`` URL of a status line: a markdown link's target first, else a bare URL."""
+    for target in MARKDOWN_LINK.findall(text):
+        if ".mp4" in target.lower():
+            return str(target)
+    bare = BARE_MP4.search(text)
+    return bare.group(0) if bare else None
+
+
+def rejection_code(message: str, provider_code: str | None = None) -> str:
+    """Job error code for a request the provider refused (HTTP 4xx), on any route.
+
+    A known provider code wins (``moderation_blocked`` -> ``content_violation``); otherwise
+    the provider's words decide between ``content_violation`` and ``provider_rejected``.
+    """
+    mapped = FAIL_CODES.get((provider_code or "").strip().lower())
+    if mapped is not None:
+        return mapped.value
+    return ErrorCode.CONTENT_VIOLATION.value if REFUSAL.search(message) else ErrorCode.PROVIDER_REJECTED.value
+
+
+def refusal_error(message: str) -> JobError:
+    """A provider's failure text as a job error: refusals (faces, moderation) are named so."""
+    code = ErrorCode.CONTENT_VIOLATION.value if REFUSAL.search(message) else ErrorCode.PROVIDER_ERROR.value
+    return job_error(code, message)
+
+
+# -- interpreting chunks -------------------------------------------------------------------
+
+
+@dataclass
+class ChatStream:
+    """The state of one chat-completions answer, fed chunk objects (streamed or not)."""
+
+    scanner: ContentScanner
+    provider_id: str | None = None
+    error: str | None = None
+    finished: bool = False
+    done: bool = False
+
+    def event(self, event: SSEEvent) -> None:
+        """Apply one SSE event (``data: [DONE]`` ends the stream)."""
+        if event.data.strip() == DONE:
+            self.done = True
+            return
+        try:
+            chunk = json.loads(event.data)
+        except ValueError:
+            # Some relays interleave plain-text notices; treat them as the assistant's text.
+            self.scanner.feed(event.data + "\n")
+            return
+        self.chunk(chunk)
+
+    def chunk(self, chunk: Any) -> None:
+        """Apply one ``chat.completion.chunk`` (``delta``) or ``chat.completion`` (``message``)."""
+        if not isinstance(chunk, dict):
+            return
+        if isinstance(chunk.get("id"), str) and chunk["id"] and self.provider_id is None:
+            self.provider_id = chunk["id"][:200]
+        error = chunk.get("error")
+        if error:
+            message = error.get("message") if isinstance(error, dict) else error
+            self.error = str(message or "the provider reported an error")
+        choices = chunk.get("choices")
+        if not isinstance(choices, list):
+            return
+        for choice in choices:
+            if not isinstance(choice, dict):
+                continue
+            for part in ("delta", "message"):
+                body = choice.get(part)
+                if isinstance(body, dict):
+                    self._content(body.get("content"))
+            if choice.get("finish_reason"):
+                self.finished = True
+
+    def _content(self, content: Any) -> None:
+        if isinstance(content, str):
+            self.scanner.feed(content)
+        elif isinstance(content, list):  # content parts
+            for part in content:
+                if isinstance(part, dict) and isinstance(part.get("text"), str):
+                    self.scanner.feed(part["text"])
+
+    def outcome(self, *, ended_early: str | None = None) -> Outcome:
+        """The job outcome this answer amounts to."""
+        self.scanner.finish()
+        if self.scanner.video_url:
+            return Outcome(phase="succeeded", progress=100, result_url=self.scanner.video_url)
+        message = self.error or self.scanner.failure or ended_early
+        if message is None:
+            said = f"; it last said: {self.scanner.last_status}" if self.scanner.last_status else ""
+            message = f"the provider's answer ended without a video link{said}"
+        return Outcome(phase="failed", error=refusal_error(message))
+
+
+# -- the HTTP call -------------------------------------------------------------------------
+
+
+class ProgressThrottle:
+    """Lets a progress value through when it moved and enough time passed since the last one."""
+
+    def __init__(self, write: Callable[[int], None], min_interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.write = write
+        self.min_interval = min_interval
+        self.clock = clock
+        self.last_value: int | None = None
+        self.last_time: float | None = None
+
+    def __call__(self, value: float) -> None:
+        whole = int(value)
+        now = self.clock()
+        if whole == self.last_value:
+            return
+        if self.last_time is not None and now - self.last_time < self.min_interval and whole < 100:
+            return
+        self.last_value, self.last_time = whole, now
+        self.write(whole)
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:500] or f"HTTP {response.status_code}"
+    if isinstance(body, dict):
+        error = body.get("error")
+        if isinstance(error, dict) and isinstance(error.get("message"), str):
+            return str(error["message"])
+        for key in ("message", "msg", "error", "detail"):
+            if isinstance(body.get(key), str) and body[key]:
+                return str(body[key])
+    return f"HTTP {response.status_code}"
+
+
+class LegacyApi:
+    """``POST /v1/chat/completions`` with ``stream: true``, read until the video link."""
+
+    def __init__(self, settings: Settings, base_url: str, api_key: str, client: httpx.Client) -> None:
+        self.settings = settings
+        self.url = f"{base_url.rstrip('/')}/v1/chat/completions"
+        self.headers = {"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"}
+        self.client = client
+
+    @staticmethod
+    def body(provider_model: str, prompt: str, image_url: str | None) -> dict[str, Any]:
+        """The request body: the prompt and the image (a URL or data URL) as content parts."""
+        content: list[dict[str, Any]] = [{"type": "text", "text": prompt}]
+        if image_url:
+            content.append({"type": "image_url", "image_url": {"url": image_url}})
+        return {"model": provider_model, "stream": True, "messages": [{"role": "user", "content": content}]}
+
+    def generate(
+        self,
+        provider_model: str,
+        *,
+        prompt: str,
+        image_url: str | None = None,
+        deadline: float,
+        on_progress: Callable[[float], None] | None = None,
+        on_provider_id: Callable[[str], None] | None = None,
+    ) -> Outcome:
+        """Run one generation and return its outcome (succeeded with the MP4 URL, or failed).
+
+        Raises :class:`ProviderRejected` when the provider refuses the request (4xx) and
+        :class:`ProviderUnavailable` when it keeps answering 429/5xx before the stream starts.
+        ``deadline`` is a ``time.monotonic()`` value: a stream still running then fails the job
+        with ``timed_out``.
+        """
+        body = self.body(provider_model, prompt, image_url)
+        # A read waits at most the idle limit, and never much past the deadline.
+        idle = max(1.0, min(self.settings.legacy_stream_idle_seconds, deadline - time.monotonic()))
+        timeout = httpx.Timeout(connect=self.settings.connect_timeout_seconds, read=idle, write=idle, pool=idle)
+        request = self.client.build_request("POST", self.url, json=body, headers=self.headers, timeout=timeout)
+
+        def send() -> httpx.Response:
+            response = self.client.send(request, stream=True)
+            if response.status_code in RETRYABLE or response.status_code >= 300:
+                response.read()  # small error bodies; frees the connection before a retry
+                response.close()
+            return response
+
+        response = send_with_retries(send, self.settings, what="chat/completions")
+        if response.status_code >= 300:
+            raise ProviderRejected(
+                f"chat/completions refused by provider: {_error_message(response)}", http_status=response.status_code
+            )
+        state = ChatStream(ContentScanner(on_progress=on_progress))
+        reported_id = False
+        ended_early: str | None = None
+        try:
+            if "json" not in response.headers.get("content-type", "").lower():
+                parser = SSEParser()
+                for events in _events(parser, response.iter_bytes(), deadline):
+                    for event in events:
+                        state.event(event)
+                    if state.provider_id and not reported_id and on_provider_id is not None:
+                        on_provider_id(state.provider_id)
+                        reported_id = True
+                    if state.done:
+                        break
+                else:
+                    if not (state.done or state.finished):
+                        ended_early = "the provider's stream ended before the video was ready"
+            else:  # the non-streamed answer: choices[0].message.content
+                state.chunk(_json_answer(response))
+        except _DeadlinePassed:
+            if state.scanner.video_url is None:
+                return Outcome(
+                    phase="failed",
+                    error=JobError(code=ErrorCode.TIMED_OUT.value, message="the provider's stream did not finish in time"),
+                )
+        except httpx.TimeoutException:
+            ended_early = f"the provider's stream was silent for more than {idle:g} s"
+        except httpx.TransportError as exc:
+            ended_early = f"the provider's stream broke off ({type(exc).__name__})"
+        except ValueError as exc:
+            ended_early = f"the provider's answer could not be read ({exc})"
+        finally:
+            response.close()
+        if state.provider_id and not reported_id and on_provider_id is not None:
+            on_provider_id(state.provider_id)
+        return state.outcome(ended_early=ended_early)
+
+
+class _DeadlinePassed(Exception):
+    pass
+
+
+def _events(parser: SSEParser, chunks: Iterable[bytes], deadline: float) -> Iterator[list[SSEEvent]]:
+    for chunk in chunks:
+        if time.monotonic() > deadline:
+            raise _DeadlinePassed
+        yield parser.feed(chunk)
+    yield parser.close()
+
+
+def _json_answer(response: httpx.Response) -> Any:
+    data = bytearray()
+    for chunk in response.iter_bytes():
+        data += chunk
+        if len(data) > MAX_JSON_ANSWER_BYTES:
+            raise ValueError("non-streamed answer is larger than 1 MiB")
+    return json.loads(bytes(data))

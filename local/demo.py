@@ -1,0 +1,203 @@
+"""``make demo``: the whole pipeline on this machine, one job per provider route.
+
+Starts the local stack (provider simulator, AWS on moto, the HTTP API gateway, the real
+handlers and workflow), submits one job per route through ``POST /videos``, shows their
+progress live, and ends with each job's final JSON and where its MP4 is: the object in the
+local S3 bucket, and a copy under ``out/videos/`` fetched through the job's presigned URL.
+Exits 0 when every route that accepted a job produced a valid MP4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from local.stack import launch
+
+ROOT = Path(__file__).resolve().parents[1]
+OUT = ROOT / "out"
+
+JOBS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "task",
+        {
+            "prompt": "A paper boat drifting down a rain-soaked street at dusk, cinematic",
+            "route": "task",
+            "seconds": 10,
+            "orientation": "landscape",
+            "metadata": {"source": "make demo"},
+        },
+    ),
+    (
+        "official",
+        {
+            "prompt": "A golden retriever playing fetch on a sunny beach, waves rolling in",
+            "route": "official",
+            "model": "sora-2",
+            "seconds": 4,
+            "size": "1280x720",
+            "metadata": {"source": "make demo"},
+        },
+    ),
+    (
+        "legacy",
+        {
+            "prompt": "A happy cat playing with a ball in a sunny garden",
+            "route": "legacy",
+            "model": "sora_video2",
+            "orientation": "portrait",
+            "metadata": {"source": "make demo"},
+        },
+    ),
+]
+TERMINAL = ("succeeded", "failed")
+
+
+@dataclass
+class DemoJob:
+    route: str
+    body: dict[str, Any]
+    id: str = ""
+    status: str = "not submitted"
+    progress: int = 0
+    final: dict[str, Any] = field(default_factory=dict)
+    skipped: str = ""
+    copy: Path | None = None
+
+
+def submit(client: httpx.Client, job: DemoJob) -> None:
+    """POST /videos; a route the pipeline does not serve yet is reported and skipped."""
+    answer = client.post("/videos", json=job.body)
+    body = _json(answer)
+    if answer.status_code == 202:
+        job.id, job.status, job.progress = body["id"], body["status"], body.get("progress", 0)
+        return
+    error = body.get("error", body) if isinstance(body, dict) else {"message": answer.text[:300]}
+    job.status = "skipped"
+    job.skipped = f"HTTP {answer.status_code}: {error.get('code', '')} {error.get('message', '')}".strip()
+
+
+def _json(answer: httpx.Response) -> Any:
+    try:
+        return answer.json()
+    except ValueError:
+        return {"message": answer.text[:300]}
+
+
+def show(job: DemoJob, started: float) -> None:
+    bar = "#" * (job.progress // 5)
+    print(
+        f"  {time.monotonic() - started:6.1f}s  {job.route:<8} {job.id[:12]:<12} {job.status:<11} [{bar:<20}] {job.progress:3d}%",
+        flush=True,
+    )
+
+
+def follow(client: httpx.Client, jobs: list[DemoJob], timeout: float) -> None:
+    """Poll GET /videos/{id} until every job is terminal; print a line whenever one changes."""
+    started = time.monotonic()
+    active = [j for j in jobs if j.id]
+    for job in active:
+        show(job, started)
+    while any(j.status not in TERMINAL for j in active):
+        if time.monotonic() - started > timeout:
+            raise TimeoutError(f"jobs still running after {timeout:.0f} s")
+        time.sleep(0.5)
+        for job in active:
+            if job.status in TERMINAL:
+                continue
+            view = client.get(f"/videos/{job.id}").json()
+            if (view["status"], view.get("progress", 0)) != (job.status, job.progress):
+                job.status, job.progress = view["status"], view.get("progress", 0)
+                show(job, started)
+            if job.status in TERMINAL:
+                job.final = view
+
+
+def fetch_copy(job: DemoJob, folder: Path) -> Path:
+    """Stream the stored MP4 through its presigned URL into ``folder``; check it is an MP4."""
+    folder.mkdir(parents=True, exist_ok=True)
+    target = folder / f"{job.route}-{job.id}.mp4"
+    with httpx.stream("GET", job.final["video"]["url"], timeout=30) as answer:
+        answer.raise_for_status()
+        with target.open("wb") as out:
+            for chunk in answer.iter_bytes(64 * 1024):
+                out.write(chunk)
+    with target.open("rb") as check:
+        head = check.read(12)
+    if head[4:8] != b"ftyp":
+        raise RuntimeError(f"{target} is not an MP4 file")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--generation-seconds", type=float, default=None, help="simulated generation time (default: the demo profile's)"
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the jobs")
+    args = parser.parse_args(argv)
+
+    log = OUT / "local-stack" / "demo-stack.log"
+    extra = ("--generation-seconds", str(args.generation_seconds)) if args.generation_seconds is not None else ()
+    print("Starting the local stack (provider simulator, AWS on moto, HTTP API, real handlers)...", flush=True)
+    started = time.monotonic()
+    with launch("demo", log_path=log, args=extra) as stack:
+        info = stack.info
+        print(
+            f"  ready in {time.monotonic() - started:.1f} s: API {info['api_url']}, simulator {info['simulator_url']}, "
+            f"AWS (moto) {info['aws_endpoint']}; log: {log.relative_to(ROOT)}",
+            flush=True,
+        )
+        jobs = [DemoJob(route, body) for route, body in JOBS]
+        with httpx.Client(base_url=info["api_url"], timeout=60) as client:
+            print("\nSubmitting one job per route (POST /videos):", flush=True)
+            for job in jobs:
+                submit(client, job)
+                print(f"  {job.route:<8} -> {'job ' + job.id if job.id else 'skipped: ' + job.skipped}", flush=True)
+            print(f"\nProgress (simulated generation: {info['generation_seconds']:.0f} s):", flush=True)
+            try:
+                follow(client, jobs, args.timeout)
+            except TimeoutError as exc:
+                print(f"\n{exc}\n--- last lines of the stack log ---\n{stack.log_tail()}", file=sys.stderr)
+                return 1
+        ok = True
+        print()
+        for job in jobs:
+            if not job.id:
+                continue
+            print(f"== {job.route}: final job JSON (GET /videos/{job.id})")
+            print(json.dumps(job.final, indent=2))
+            if job.status == "succeeded":
+                job.copy = fetch_copy(job, OUT / "videos")
+            else:
+                ok = False
+        print("\nSummary:")
+        for job in jobs:
+            if job.skipped:
+                print(f"  {job.route:<8} not run ({job.skipped})")
+            elif job.copy is not None:
+                video = job.final["video"]
+                print(
+                    f"  {job.route:<8} succeeded: s3://{video['bucket']}/{video['key']} ({video['bytes']} bytes) "
+                    f"-> copy {job.copy.relative_to(ROOT)}"
+                )
+            else:
+                print(f"  {job.route:<8} {job.status}: {job.final.get('error')}")
+        print("  (the S3 keys are in the stack's local bucket, which is gone with the stack; the copies stay)")
+        ran = [job for job in jobs if job.id]
+        if not ran:
+            print("No route accepted a job.", file=sys.stderr)
+            return 1
+        print(f"\nDone in {time.monotonic() - started:.1f} s. The local stack is stopped; `make dev` keeps one running.")
+        return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""Real servers on 127.0.0.1 for the download tests: plain HTTP or TLS with a test CA.
+
+Tests reach them through the safe downloader with an injected resolver and a network backend
+that dials the server whatever address it is asked for (recording that address), so no real
+DNS and no address outside loopback is ever used.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpcore
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+# A response: status, headers, and body pieces (each piece may be preceded by a pause).
+Reply = tuple[int, dict[str, str], Iterable[bytes]]
+Route = Callable[["Seen"], Reply]
+
+
+@dataclass
+class Seen:
+    """One request as the server saw it."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    sni: str | None
+
+
+@dataclass
+class LoopbackServer:
+    """A threaded HTTP(S) server; ``routes`` maps a path to a function making the reply."""
+
+    routes: dict[str, Route]
+    tls: ssl.SSLContext | None = None
+    seen: list[Seen] = field(default_factory=list)
+    sni_names: list[str | None] = field(default_factory=list)
+    port: int = 0
+
+    @contextmanager
+    def running(self) -> Iterator[LoopbackServer]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                seen = Seen(
+                    "GET", self.path, {k.lower(): v for k, v in self.headers.items()}, getattr(self.connection, "sni", None)
+                )
+                server.seen.append(seen)
+                route = server.routes.get(self.path.split("?", 1)[0])
+                status, headers, body = route(seen) if route else (404, {"Content-Length": "0"}, [])
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                try:
+                    for piece in body:
+                        self.wfile.write(piece)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):
+                    pass
+                if headers.get("Connection") == "close":
+                    self.close_connection = True
+
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        httpd.daemon_threads = True
+        if self.tls is not None:
+            context = self.tls
+
+            def remember(sock: ssl.SSLSocket, name: str | None, _ctx: ssl.SSLContext) -> None:
+                server.sni_names.append(name)
+                sock.sni = name  # type: ignore[attr-defined]
+
+            context.sni_callback = remember
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+        self.port = httpd.server_address[1]
+        thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        thread.start()
+        try:
+            yield self
+        finally:
+            httpd.shutdown()
+            httpd.server_close()
+            thread.join(5)
+
+
+def drip(pieces: Iterable[bytes], pause: float) -> Iterator[bytes]:
+    """Body pieces with a pause before each one (a slow provider)."""
+    for piece in pieces:
+        time.sleep(pause)
+        yield piece
+
+
+class DialLoopback(httpcore.NetworkBackend):
+    """An inner network backend: records the address it was asked to dial, dials the server."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.dialled: list[tuple[str, int]] = []
+        self.inner = httpcore.SyncBackend()
+
+    def connect_tcp(
+        self, host: str, port: int, timeout: float | None = None, local_address: str | None = None, socket_options: Any = None
+    ) -> httpcore.NetworkStream:
+        self.dialled.append((host, port))
+        return self.inner.connect_tcp("127.0.0.1", self.port, timeout=timeout, socket_options=socket_options)
+
+    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> httpcore.NetworkStream:
+        raise AssertionError("no unix sockets")
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+
+@dataclass
+class CertificateAuthority:
+    """A throw-away certificate authority and server certificates it signs."""
+
+    directory: Path
+
+    def __post_init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "videogen test CA")])
+        now = datetime.datetime.now(datetime.UTC)
+        self.cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(self.key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        self.ca_file = self.directory / "ca.pem"
+        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
+
+    def client_context(self) -> ssl.SSLContext:
+        """What the downloader verifies with: only this CA is trusted."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def server_context(self, host_name: str) -> ssl.SSLContext:
+        """A server context presenting a certificate for ``host_name`` signed by this CA."""
+        key = ec.generate_private_key(ec.SECP256R1())
+        now = datetime.datetime.now(datetime.UTC)
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_name)]))
+            .issuer_name(self.cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host_name)]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
+            .sign(self.key, hashes.SHA256())
+        )
+        cert_file = self.directory / f"{host_name}.pem"
+        key_file = self.directory / f"{host_name}.key"
+        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        key_file.write_bytes(
+            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        )
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(cert_file), str(key_file))
+        return context
