@@ -45,7 +45,7 @@ import respx  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction  # noqa: E402
 
-from tests.conftest import create_aws_resources, invoke, load_event, mp4_bytes  # noqa: E402 - also sets the test environment
+from tests.conftest import create_aws_resources, load_event, mp4_bytes  # noqa: E402 - also sets the test environment
 from tests.workflow import harness  # noqa: E402
 from videogen import service  # noqa: E402
 from videogen.settings import Settings  # noqa: E402
@@ -160,7 +160,7 @@ class SimulatedProvider:
         event["rawPath"] = event["requestContext"]["http"]["path"] = f"/callbacks/{job_id}"
         event["pathParameters"] = {"id": job_id}
         event["body"] = json.dumps({"code": 200, "message": "success", "data": self._task_data()})
-        answer = invoke("callback", event)
+        answer = harness.invoke("callback", event)
         self.callbacks.append({"at": self.clock.now, "status": answer["statusCode"], "body": answer.get("json")})
 
 
@@ -202,7 +202,7 @@ def run(scenario: str, route: str, *, queue: float, generation: float, callbacks
         provider.install(http)
         event = load_event("submit")
         event["body"] = json.dumps({"prompt": "A golden retriever playing fetch on a sunny beach", "route": route})
-        answer = invoke("submit", event)
+        answer = harness.invoke("submit", event)
         if answer["statusCode"] != 202:
             raise SystemExit(f"{scenario}: submit answered {answer['statusCode']}: {answer['body']}")
         job_id = answer["json"]["id"]

@@ -18,7 +18,7 @@ import httpx
 import pytest
 from moto import mock_aws
 
-from tests.conftest import create_aws_resources, invoke, load_event, mp4_bytes
+from tests.conftest import create_aws_resources, load_event, mp4_bytes
 from tests.workflow import harness
 from videogen import service
 
@@ -118,7 +118,7 @@ def submit(body: dict[str, Any]) -> dict[str, Any]:
     """POST /videos through the real submit handler, with the sample event's envelope."""
     event = load_event("submit")
     event["body"] = json.dumps(body)
-    return invoke("submit", event)
+    return harness.invoke("submit", event)
 
 
 def multipart_fields(request: httpx.Request) -> dict[str, bytes]:

@@ -32,6 +32,7 @@ from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
 from tests.conftest import FakeContext, load_handler
+from tests.conftest import invoke as conftest_invoke
 from tests.template import resource, template
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +41,17 @@ ACCOUNT = "123456789012"
 REGION = "us-east-1"
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 STATE_MACHINE_NAME = "videogen-jobs"
+
+# One handler invocation at a time in this process, as in Lambda (one event per execution
+# environment): the Powertools Logger/Metrics singletons are not made for concurrent
+# invocations in one process. Races between invocations (callback vs. workflow) still happen.
+HANDLERS_LOCK = threading.RLock()
+
+
+def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
+    """:func:`tests.conftest.invoke`, serialized with the workflow's task invocations."""
+    with HANDLERS_LOCK:
+        return conftest_invoke(function, event)
 
 
 @dataclass(frozen=True)
@@ -112,7 +124,8 @@ class LambdaRouter:
             self.invocations.append(record)
         context = FakeContext(function_name=name, invoked_function_arn=function.arn, remaining_ms=function.timeout * 1000)
         try:
-            result = load_handler(function.handler).lambda_handler(event, context)
+            with HANDLERS_LOCK:
+                result = load_handler(function.handler).lambda_handler(event, context)
         except Exception as exc:
             record.error = type(exc).__name__
             payload = {

@@ -17,7 +17,7 @@ import httpx
 import pytest
 import respx
 
-from tests.conftest import API_KEY, CALLBACK_KEYS, invoke, load_event, load_handler, mp4_bytes
+from tests.conftest import API_KEY, CALLBACK_KEYS, load_event, load_handler, mp4_bytes
 from tests.workflow import harness
 from tests.workflow.conftest import CDN, OFFICIAL, TASK, multipart_fields, open_uploads, stored_objects, submit
 from videogen.models import Job
@@ -75,7 +75,7 @@ def callback(job_id: str) -> dict:
     event["rawQueryString"] = f"token={token}"
     event["rawPath"] = event["requestContext"]["http"]["path"] = f"/callbacks/{job_id}"
     event["pathParameters"] = {"id": job_id}
-    return invoke("callback", event)
+    return harness.invoke("callback", event)
 
 
 def wait_until(condition, timeout: float = 20.0) -> None:
