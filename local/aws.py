@@ -139,7 +139,7 @@ class LocalAws:
     # -- resources from the template ------------------------------------------------------
 
     def create_tables(self, names: dict[str, str]) -> None:
-        """Each ``AWS::DynamoDB::Table`` with its keys, indexes, billing and TTL."""
+        """Each ``AWS::DynamoDB::Table`` with its keys, indexes, billing, TTL and PITR."""
         dynamodb = self.client("dynamodb")
         for logical_id, name in names.items():
             props = cfn.resource(logical_id)["Properties"]
@@ -147,9 +147,13 @@ class LocalAws:
             ttl = props.get("TimeToLiveSpecification")
             if ttl:
                 dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+            pitr = props.get("PointInTimeRecoverySpecification")
+            if pitr:
+                dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification=pitr)
 
     def create_bucket(self, logical_id: str, name: str) -> None:
-        """The bucket with the template's encryption, public access block and lifecycle rules."""
+        """The bucket with the template's encryption, public access block, ownership, lifecycle
+        rules and EventBridge notifications."""
         s3 = self.client("s3")
         props = cfn.resource(logical_id)["Properties"]
         s3.create_bucket(Bucket=name)
@@ -165,8 +169,12 @@ class LocalAws:
             s3.put_bucket_encryption(Bucket=name, ServerSideEncryptionConfiguration={"Rules": rules})
         if "PublicAccessBlockConfiguration" in props:
             s3.put_public_access_block(Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"])
+        if "OwnershipControls" in props:
+            s3.put_bucket_ownership_controls(Bucket=name, OwnershipControls=props["OwnershipControls"])
         if "LifecycleConfiguration" in props:
             s3.put_bucket_lifecycle_configuration(Bucket=name, LifecycleConfiguration=cfn.bucket_lifecycle(logical_id))
+        if props.get("NotificationConfiguration", {}).get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}})
 
     def create_secrets(self, values: dict[str, str | None]) -> dict[str, str]:
         """Each ``AWS::SecretsManager::Secret``; ``values`` gives a literal value, else the

@@ -164,6 +164,8 @@ def zygote_main(fd: int) -> None:
     file descriptor); the answer is the worker's pid.
     """
     conn = multiprocessing.connection.Connection(fd)
+    # Ctrl-C in a terminal reaches the whole process group: the stack stops its workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in PRELOAD:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)

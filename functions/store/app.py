@@ -1,4 +1,5 @@
-"""Workflow task: stream a finished job's video into S3 (up to 15 minutes).
+"""Workflow task: stream a finished job's video into S3 (up to 15 minutes), or (``action:
+legacy``) run the legacy route's streaming chat call, whose MP4 link the next state stores.
 
 Invoked by the job state machine after a poll found the video ready, or when the callback
 handed a large transfer over. Goes through the one store path (``Pipeline.store``, no

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import E2E
+from tests.e2e.helpers import E2E
 
 # name -> (request without the prompt, fault marker)
 CASES: dict[str, tuple[dict[str, Any], str]] = {

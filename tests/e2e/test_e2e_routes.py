@@ -11,7 +11,7 @@ import pytest
 
 from local.dev import curl_examples
 from local.simulator import SAMPLE_MP4
-from tests.e2e.conftest import E2E, SAMPLE_SHA256
+from tests.e2e.helpers import E2E, SAMPLE_SHA256
 
 ROUTE_REQUESTS = {
     "task": {"route": "task", "seconds": 10, "orientation": "portrait", "metadata": {"case": "e2e"}},
@@ -125,3 +125,21 @@ def test_dev_curl_examples_work_as_written(e2e: E2E, tmp_path: Path) -> None:
     assert '"field":"seconds"' in run.stdout.replace(" ", "")
     video = tmp_path / "video.mp4"
     assert hashlib.sha256(video.read_bytes()).hexdigest() == SAMPLE_SHA256
+
+
+def test_idempotency_key_over_http_returns_the_first_job(e2e: E2E) -> None:
+    # Given a submit with an Idempotency-Key
+    body = {"prompt": e2e.prompt("A kite over the dunes"), "route": "task"}
+    key = {"Idempotency-Key": f"e2e-{body['prompt'][-8:]}"}
+    first = e2e.submit(body, headers=key)
+    assert first.status_code == 202, first.text
+
+    # When the client repeats it, and then reuses the key for another body
+    again = e2e.submit(body, headers=key)
+    reused = e2e.submit({**body, "prompt": body["prompt"] + " at night"}, headers=key)
+
+    # Then the repeat is the first answer (one provider job), and the reuse is refused clearly
+    assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+    assert reused.status_code in (409, 422) and reused.json()["error"]["code"]
+    assert len(e2e.sim_jobs(body["prompt"])) == 1
+    assert e2e.wait(first.json()["id"])["status"] == "succeeded"

@@ -96,13 +96,14 @@ def test_every_api_checks_the_bearer_key_in_its_own_error_shape(sim) -> None:
 
 
 def test_official_content_is_404_until_the_video_is_ready(sim) -> None:
+    sim.sim.config.generation_seconds = 3.0  # long enough to look at it before it is ready
     created = httpx.post(f"{sim.url}/v1/videos", headers=KEY, data={"model": "sora-2", "prompt": "a dog", "seconds": "4"})
     assert created.status_code == 200 and created.json()["status"] == "queued"
     video_id = created.json()["id"]
     early = httpx.get(f"{sim.url}/v1/videos/{video_id}/content", headers=KEY)
     assert early.status_code == 404 and early.json()["error"]["code"] == "video_not_ready"
     assert "openai-poll-after-ms" in httpx.get(f"{sim.url}/v1/videos/{video_id}", headers=KEY).headers
-    wait_for(lambda: httpx.get(f"{sim.url}/v1/videos/{video_id}", headers=KEY).json()["status"] == "completed")
+    wait_for(lambda: httpx.get(f"{sim.url}/v1/videos/{video_id}", headers=KEY).json()["status"] == "completed", timeout=10)
     content = httpx.get(f"{sim.url}/v1/videos/{video_id}/content", headers=KEY)
     assert content.status_code == 200 and content.content[4:8] == b"ftyp"
     bad = httpx.post(f"{sim.url}/v1/videos", headers=KEY, data={"model": "sora-2", "prompt": "a dog", "seconds": "5"})
@@ -193,3 +194,16 @@ def test_public_base_url_accepts_https_and_loopback_http(url: str) -> None:
 def test_public_base_url_refuses_plain_http_elsewhere(url: str) -> None:
     with pytest.raises(ValidationError):
         Settings(public_base_url=url)
+
+
+def test_faults_can_be_armed_for_the_next_jobs_of_a_route(sim) -> None:
+    armed = httpx.post(f"{sim.url}/_sim/faults", json={"faults": ["not_mp4"], "route": "official", "jobs": 1})
+    assert armed.status_code == 200
+    assert httpx.post(f"{sim.url}/_sim/faults", json={"faults": ["nope"]}).status_code == 400
+    httpx.post(f"{sim.url}/_sim/config", json={"generation_seconds": 0})
+    form = {"model": "sora-2", "prompt": "a dog", "seconds": "4"}
+    faulted, clean = (httpx.post(f"{sim.url}/v1/videos", headers=KEY, data=form).json()["id"] for _ in range(2))
+    assert httpx.get(f"{sim.url}/_sim/jobs/{faulted}").json()["faults"] == {"not_mp4": 1}
+    assert httpx.get(f"{sim.url}/_sim/jobs/{clean}").json()["faults"] == {}
+    assert httpx.get(f"{sim.url}/v1/videos/{faulted}/content", headers=KEY).content[4:8] != b"ftyp"
+    assert httpx.get(f"{sim.url}/v1/videos/{clean}/content", headers=KEY).content[4:8] == b"ftyp"

@@ -271,16 +271,19 @@ def test_the_token_is_never_logged(pipeline, video, capsys, caplog):
     assert token.split(".", 1)[1] not in logged
 
 
+@pytest.mark.parametrize("finished", [False, True], ids=["in-progress", "already-failed"])
 @respx.mock
-def test_task_id_mismatch_is_refused(pipeline, video):
+def test_task_id_mismatch_is_refused(pipeline, video, finished):
     job = new_job(pipeline)
+    if finished:
+        pipeline.fail_job(job.id, "provider_error", "boom")
     status = respx.get(STATUS_URL).mock(return_value=provider_status())
     body = task_body()
     body["data"]["taskId"] = "someone-elses-task"
     answer = callback(job.id, body)
     assert answer["statusCode"] == 400 and answer["json"]["error"]["code"] == "task_mismatch"
     assert not status.called
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(pipeline, job, "failed" if finished else "in_progress")
 
 
 # -- forged success with a valid token (the callback is only a hint) -----------------------------

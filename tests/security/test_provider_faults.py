@@ -133,7 +133,7 @@ def test_provider_4xx_is_a_clear_job_error(pipeline, status, body, message, code
 
 
 @respx.mock
-def test_provider_429_then_success_creates_one_task(pipeline):
+def test_http_429_is_retried_and_a_body_level_429_fails_cleanly(pipeline):
     generate = respx.post(GENERATE).mock(
         side_effect=[
             httpx.Response(429, headers={"Retry-After": "0"}, json={"code": 429, "msg": "rate limited"}),

@@ -16,6 +16,7 @@ import httpx
 import pytest
 import respx
 from hypothesis import given
+from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.conftest import mp4_bytes
@@ -202,6 +203,7 @@ def test_the_local_stack_switch_allows_loopback_and_nothing_else():
 ipv4 = st.integers(min_value=0, max_value=2**32 - 1).map(ipaddress.IPv4Address)
 
 
+@hypothesis_settings(deadline=None, derandomize=True)
 @given(ipv4)
 def test_every_ipv6_form_embedding_an_ipv4_address_is_judged_as_that_address(address):
     verdict = ip_refusal(str(address)) is None
@@ -213,6 +215,7 @@ def test_every_ipv6_form_embedding_an_ipv4_address_is_judged_as_that_address(add
     assert (ip_refusal(str(sixtofour)) is None) == verdict
 
 
+@hypothesis_settings(deadline=None, derandomize=True)
 @given(
     st.sampled_from(["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16", "100.64.0.0/10"]),
     st.data(),

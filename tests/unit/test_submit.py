@@ -129,7 +129,7 @@ def test_provider_4xx_fails_the_job_with_its_message(pipeline):
     assert "prompt flagged by moderation" in error["message"]
     job = pipeline.repo.get(error["job_id"])
     assert job.status == "failed"
-    assert job.error.code == "provider_rejected"
+    assert job.error.code == "content_violation"  # a moderation refusal is named so (issue 5)
     assert "prompt flagged" in job.error.message
 
 

@@ -142,5 +142,5 @@ def _first_answer(
     return {"status": 202, "body": pipeline.view(job), "headers": {"Location": f"/videos/{job.id}"}}
 
 
-def _mark_replayed(response: dict[str, Any], record: DataRecord) -> dict[str, Any]:
+def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
     return {**response, "headers": {**response.get("headers", {}), REPLAYED_HEADER: "true"}}

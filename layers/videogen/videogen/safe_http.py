@@ -136,7 +136,7 @@ class DownloadPolicy:
     @classmethod
     def from_settings(cls, settings: Settings) -> DownloadPolicy:
         """Provider hosts are always allowed; ``DOWNLOAD_ALLOWED_HOSTS`` adds more (``*``: any)."""
-        provider_hosts = []
+        provider_hosts: list[str] = []
         for base in (settings.task_api_base_url, settings.official_api_base_url, settings.legacy_api_base_url):
             if base:
                 try:

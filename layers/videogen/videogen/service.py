@@ -310,13 +310,14 @@ class Pipeline:
         logger.append_keys(job_id=job.id)
         if job.route != "task":
             raise InvalidRequest("this job does not take callbacks", field="job_id")
+        if job.provider_job_id is not None and task.task_id != job.provider_job_id:
+            # Checked before the terminal no-op: a callback about another task is never "fine".
+            raise InvalidRequest("taskId does not match this job", field="data.taskId", code="task_mismatch")
         if job.status.terminal:
             return CallbackResult(200, {"job_id": job.id, "status": job.status.value, "result": "ignored: job already finished"})
         if job.provider_job_id is None:
             # The callback outran submit's write of the taskId: ask the provider to retry.
             return CallbackResult(503, {"error": {"code": "not_ready", "message": "job not bound to a task yet"}}, {"Retry-After": "30"})
-        if task.task_id != job.provider_job_id:
-            raise InvalidRequest("taskId does not match this job", field="data.taskId", code="task_mismatch")
 
         outcome = outcome_of(task)
         if self.settings.verify_callbacks:
@@ -378,8 +379,8 @@ class Pipeline:
         if self.repo.succeed(job.id, video) is None:
             # Someone else finished the job first. A succeeded job's object has the same key and
             # bytes; a job that ended otherwise (failed, timed out) must not keep our object.
-            current = self.repo.find(job.id)
-            if current is None or current.status != JobStatus.SUCCEEDED:
+            ended = self.repo.find(job.id)
+            if ended is None or ended.status != JobStatus.SUCCEEDED:
                 delete_video(video)
             return "ignored"
         observability.job_succeeded(video)

@@ -184,8 +184,8 @@ def poll(pipeline: Pipeline, event: Any, *, now: Callable[[], float] = time.time
         current = pipeline.repo.get(job.id)
         return _answer(current, "failed" if current.status == JobStatus.FAILED else "done")
     if seconds_left is not None and seconds_left <= 0:
-        limit = request.deadline_seconds
-        pipeline.fail_job(job.id, ErrorCode.TIMED_OUT.value, f"the provider did not finish the video within {limit} seconds")
+        within = request.deadline_seconds
+        pipeline.fail_job(job.id, ErrorCode.TIMED_OUT.value, f"the provider did not finish the video within {within} seconds")
         return _answer(pipeline.repo.get(job.id), "failed")
     current = pipeline.repo.find(job.id) or job
     phase = "running" if outcome.phase == "running" else "pending"

@@ -17,7 +17,7 @@ from ..errors import ProviderRejected, ProviderUnavailable
 from ..http import send_with_retries
 from ..models import ErrorCode, JobError
 from ..settings import Settings
-from . import Outcome, job_error
+from . import Outcome, Phase, job_error
 
 VIDEO_STATES = ("queued", "in_progress", "completed", "failed", "expired")
 POLL_AFTER_HEADER = "openai-poll-after-ms"
@@ -61,7 +61,7 @@ def outcome_of(video: Video, *, content_url: str, poll_after_seconds: float | No
     if video.status == "expired":
         message = (video.error.message if video.error and video.error.message else None) or "the video expired at the provider"
         return Outcome(phase="failed", error=JobError(code=ErrorCode.EXPIRED.value, message=message))
-    phase = "running" if video.status == "in_progress" else "pending"
+    phase: Phase = "running" if video.status == "in_progress" else "pending"
     return Outcome(phase=phase, progress=progress, poll_after_seconds=poll_after_seconds)
 
 
