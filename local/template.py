@@ -72,7 +72,9 @@ def bucket_lifecycle(logical_id: str = "VideoBucket") -> dict[str, Any]:
     rules = []
     for rule in resource(logical_id)["Properties"]["LifecycleConfiguration"]["Rules"]:
         api_rule = {("ID" if k == "Id" else k): v for k, v in rule.items()}
-        api_rule.setdefault("Filter", {"Prefix": api_rule.pop("Prefix", "")})
+        api_rule["Filter"] = {"Prefix": api_rule.pop("Prefix", "")}
+        if "ExpirationInDays" in api_rule:
+            api_rule["Expiration"] = {"Days": api_rule.pop("ExpirationInDays")}
         rules.append(api_rule)
     return {"Rules": rules}
 
