@@ -1,4 +1,5 @@
-"""Real servers on 127.0.0.1 for the download tests: plain HTTP or TLS with a test CA.
+"""Network fakes for the download tests: real servers on 127.0.0.1 (plain HTTP or TLS with a
+test CA), an injected resolver, and backends that record what would be dialled.
 
 Tests reach them through the safe downloader with an injected resolver and a network backend
 that dials the server whatever address it is asked for (recording that address), so no real
@@ -8,6 +9,7 @@ DNS and no address outside loopback is ever used.
 from __future__ import annotations
 
 import datetime
+import socket
 import ssl
 import threading
 import time
@@ -106,6 +108,33 @@ def drip(pieces: Iterable[bytes], pause: float) -> Iterator[bytes]:
     for piece in pieces:
         time.sleep(pause)
         yield piece
+
+
+class Resolver:
+    """A resolver from a table; records each lookup. A name not in the table fails like DNS."""
+
+    def __init__(self, table: dict[str, list[str]] | None = None, *answers: list[str]) -> None:
+        self.table = table or {}
+        self.answers = list(answers)
+        self.calls: list[str] = []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append(host)
+        if self.answers:
+            return self.answers.pop(0)
+        if host not in self.table:
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return self.table[host]
+
+
+class NoNetwork:
+    """Resolver and backend that fail the test if anything tries to resolve or connect."""
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        raise AssertionError(f"resolved {host!r}: the URL should have been refused before")
+
+    def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("connected: the URL should have been refused before")
 
 
 class DialLoopback(httpcore.NetworkBackend):

@@ -22,7 +22,7 @@ import respx
 from botocore.exceptions import ClientError
 
 from tests.conftest import CALLBACK_KEYS, invoke, load_event, mp4_bytes
-from tests.security.test_safe_http import NoNetwork, Resolver
+from tests.security.servers import NoNetwork, Resolver
 from videogen import aws, observability
 from videogen.models import Job
 from videogen.safe_http import SafeDownloader

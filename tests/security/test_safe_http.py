@@ -8,7 +8,6 @@ asked to dial.
 from __future__ import annotations
 
 import ipaddress
-import socket
 import time
 from typing import Any
 
@@ -20,7 +19,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from tests.conftest import mp4_bytes
-from tests.security.servers import CertificateAuthority, DialLoopback, LoopbackServer, Seen, drip
+from tests.security.servers import CertificateAuthority, DialLoopback, LoopbackServer, NoNetwork, Resolver, Seen, drip
 from videogen.errors import DeadlineExceeded, TransferFailed
 from videogen.safe_http import (
     DownloadPolicy,
@@ -40,33 +39,6 @@ PUBLIC_IP = "93.184.216.34"
 
 def settings(**overrides: Any) -> Settings:
     return Settings.from_env().model_copy(update=overrides)
-
-
-class Resolver:
-    """A resolver from a table; records each lookup. A name not in the table fails like DNS."""
-
-    def __init__(self, table: dict[str, list[str]] | None = None, *answers: list[str]) -> None:
-        self.table = table or {}
-        self.answers = list(answers)
-        self.calls: list[str] = []
-
-    def __call__(self, host: str, port: int) -> list[str]:
-        self.calls.append(host)
-        if self.answers:
-            return self.answers.pop(0)
-        if host not in self.table:
-            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
-        return self.table[host]
-
-
-class NoNetwork:
-    """Resolver and backend that fail the test if anything tries to resolve or connect."""
-
-    def __call__(self, host: str, port: int) -> list[str]:
-        raise AssertionError(f"resolved {host!r}: the URL should have been refused before")
-
-    def connect_tcp(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("connected: the URL should have been refused before")
 
 
 def fetch(downloader: SafeDownloader, url: str, **kwargs: Any) -> tuple[int, bytes]:
