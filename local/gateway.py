@@ -27,7 +27,6 @@ from local.lambdas import FunctionConfig, InvocationError, Runtime
 
 MAX_PAYLOAD = 10 * 1024 * 1024  # API Gateway's request payload limit
 TEXT_TYPES = ("text/", "application/json", "application/xml", "application/x-www-form-urlencoded", "application/javascript")
-INTEGRATION_TIMEOUT_SECONDS = 30
 
 
 @dataclass

@@ -48,9 +48,9 @@ for _key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "STATE_MACHINE_ARN"):
     os.environ.pop(_key, None)
 
 from moto import mock_aws  # noqa: E402
-from videogen import service  # noqa: E402
 
 from tests.template import bucket_lifecycle, table_kwargs  # noqa: E402
+from videogen import service  # noqa: E402
 
 CALLBACK_KEYS = {"active": "v1", "v1": "test-callback-key-v1"}
 API_KEY = "sk-test-provider-key"

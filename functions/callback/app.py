@@ -4,11 +4,11 @@ No gateway authorizer: the per-job token is checked first, before anything is re
 written. The body and the token are never logged.
 """
 
-
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from videogen.api import install_error_handlers, json_response
 from videogen.observability import logger, metrics, tracer
 from videogen.service import get_pipeline

@@ -1,12 +1,12 @@
 """GET /videos/{id} and GET /videos: a job (with a presigned video URL) or a page of jobs."""
 
-
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from videogen.api import install_error_handlers, json_response
 from videogen.observability import logger, metrics, tracer
 from videogen.service import get_pipeline

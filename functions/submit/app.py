@@ -1,12 +1,12 @@
 """POST /videos: validate the request, record the job, start it at the provider; 202."""
 
-
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from videogen import idempotency
 from videogen.api import install_error_handlers, json_response
 from videogen.models import CreateVideoRequest

@@ -8,10 +8,10 @@ import boto3
 import httpx
 import pytest
 import respx
-from videogen.models import Job
-from videogen.security import make_callback_token
 
 from tests.conftest import CALLBACK_KEYS, invoke, load_event, mp4_bytes
+from videogen.models import Job
+from videogen.security import make_callback_token
 
 JOB_ID = "0f8e2a4c6b1d4e3f9a7b5c3d1e2f4a6b"
 TASK_ID = "task_sora2_1795312800_ab12cd"
@@ -28,7 +28,9 @@ def make_job(pipeline, *, provider_job_id: str | None = TASK_ID, job_id: str = J
     return pipeline.repo.get(job_id)
 
 
-def callback_event(case: str = "callback-success", *, token: str | None = "valid", body: str | None = None, job_id: str = JOB_ID) -> dict:
+def callback_event(
+    case: str = "callback-success", *, token: str | None = "valid", body: str | None = None, job_id: str = JOB_ID
+) -> dict:
     event = load_event(case)
     if token == "valid":
         token = make_callback_token(job_id, CALLBACK_KEYS)
@@ -86,7 +88,9 @@ def test_success_callback_stores_mp4_and_succeeds_job(pipeline):
 @respx.mock
 def test_failed_callback_fails_job_with_mapped_code(pipeline):
     make_job(pipeline)
-    respx.get(STATUS_URL).mock(return_value=status_answer("failed", failCode="CONTENT_VIOLATION", failMsg="The prompt violates the content policy."))
+    respx.get(STATUS_URL).mock(
+        return_value=status_answer("failed", failCode="CONTENT_VIOLATION", failMsg="The prompt violates the content policy.")
+    )
     response = invoke("callback", callback_event("callback-failed"))
     assert response["statusCode"] == 200
     job = pipeline.repo.get(JOB_ID)
@@ -104,7 +108,9 @@ def test_failed_callback_fails_job_with_mapped_code(pipeline):
 def test_fail_codes_are_mapped(pipeline, fail_code, expected):
     make_job(pipeline)
     respx.get(STATUS_URL).mock(return_value=status_answer("failed", failCode=fail_code, failMsg="nope"))
-    body = json.dumps({"code": 200, "msg": "success", "data": {"taskId": TASK_ID, "state": "failed", "failCode": fail_code, "failMsg": "nope"}})
+    body = json.dumps(
+        {"code": 200, "msg": "success", "data": {"taskId": TASK_ID, "state": "failed", "failCode": fail_code, "failMsg": "nope"}}
+    )
     assert invoke("callback", callback_event(body=body))["statusCode"] == 200
     assert pipeline.repo.get(JOB_ID).error.code == expected
 
@@ -139,6 +145,7 @@ def test_bad_tokens_are_refused_and_touch_nothing(pipeline, token, status):
 
 def test_rotated_key_still_verifies_old_tokens(pipeline, monkeypatch):
     import boto3 as _boto3
+
     from videogen import service
 
     make_job(pipeline)
@@ -173,7 +180,9 @@ def test_malformed_payloads_get_400_and_change_nothing(pipeline, body, field):
 
 def test_body_over_the_cap_is_refused(pipeline):
     make_job(pipeline)
-    response = invoke("callback", callback_event(body=json.dumps({"data": {"taskId": TASK_ID, "state": "success", "pad": "x" * 70_000}})))
+    response = invoke(
+        "callback", callback_event(body=json.dumps({"data": {"taskId": TASK_ID, "state": "success", "pad": "x" * 70_000}}))
+    )
     assert response["statusCode"] == 413
     assert pipeline.repo.get(JOB_ID).status == "in_progress"
 
@@ -272,7 +281,9 @@ def test_transfer_failing_half_way_leaves_no_object_and_no_upload(pipeline, monk
 def test_non_mp4_result_is_not_stored(pipeline):
     make_job(pipeline)
     respx.get(STATUS_URL).mock(return_value=status_answer())
-    respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=b"<html>" + b"x" * 5000, headers={"content-type": "video/mp4"}))
+    respx.get(RESULT_URL).mock(
+        return_value=httpx.Response(200, content=b"<html>" + b"x" * 5000, headers={"content-type": "video/mp4"})
+    )
     response = invoke("callback", callback_event())
     # Retrying cannot turn HTML into a video: the job fails now and the callback is acknowledged.
     assert response["statusCode"] == 200

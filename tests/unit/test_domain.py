@@ -6,6 +6,7 @@ import json
 
 import httpx
 import pytest
+
 from videogen.errors import InvalidRequest, ProviderUnavailable
 from videogen.http import backoff_delay, retry_after_seconds, send_with_retries
 from videogen.models import Job, JobError, JobStatus, StoredVideo

@@ -5,9 +5,9 @@ from __future__ import annotations
 import time
 
 import boto3
-from videogen.models import Job, JobError, StoredVideo
 
 from tests.conftest import invoke, load_event
+from videogen.models import Job, JobError, StoredVideo
 
 JOB_ID = "0f8e2a4c6b1d4e3f9a7b5c3d1e2f4a6b"
 
@@ -51,7 +51,20 @@ def test_sample_event_returns_succeeded_job_with_presigned_url(pipeline):
     assert f"videos/{JOB_ID}.mp4" in job["video"]["url"] and "Signature" in job["video"]["url"]
     assert job["video"]["url_expires_at"].endswith("Z")
     assert "store_lease_until" not in job and "expires_at" not in job
-    for field in ("route", "model", "prompt", "seconds", "size", "provider_job_id", "created_at", "updated_at", "completed_at", "error", "cost", "metadata"):
+    for field in (
+        "route",
+        "model",
+        "prompt",
+        "seconds",
+        "size",
+        "provider_job_id",
+        "created_at",
+        "updated_at",
+        "completed_at",
+        "error",
+        "cost",
+        "metadata",
+    ):
         assert field in job
 
 
@@ -65,7 +78,9 @@ def test_failed_job_shows_its_error(pipeline):
     job = add_job(pipeline)
     pipeline.repo.fail(job.id, JobError(code="content_violation", message="no"))
     body = invoke("status", get_event(job.id))["json"]
-    assert body["status"] == "failed" and body["error"] == {"code": "content_violation", "message": "no"} and body["video"] is None
+    assert (
+        body["status"] == "failed" and body["error"] == {"code": "content_violation", "message": "no"} and body["video"] is None
+    )
 
 
 def test_list_is_newest_first_and_paginates(pipeline):
@@ -95,7 +110,12 @@ def test_sample_list_event(pipeline):
 
 
 def test_bad_list_parameters_are_400(pipeline):
-    for params, field in (({"status": "done"}, "status"), ({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"next_token": "!!"}, "next_token")):
+    for params, field in (
+        ({"status": "done"}, "status"),
+        ({"limit": "0"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        ({"next_token": "!!"}, "next_token"),
+    ):
         response = invoke("status", list_event(**params))
         assert response["statusCode"] == 400, params
         assert response["json"]["error"]["field"] == field

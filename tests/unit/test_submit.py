@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 import respx
-from videogen.security import verify_callback_token
 
 from tests.conftest import API_KEY, CALLBACK_KEYS, invoke, load_event
+from videogen.security import verify_callback_token
 
 TASK_BASE = "https://task.provider.test"
 GENERATE = f"{TASK_BASE}/api/v1/generateTask/sora-2"
@@ -33,7 +33,9 @@ def stored_jobs(pipeline) -> list:
 @respx.mock
 def test_submit_sample_event_starts_task_and_answers_202(pipeline):
     # Given a provider that accepts the task
-    route = respx.post(GENERATE).mock(return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": "task-1"}}))
+    route = respx.post(GENERATE).mock(
+        return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": "task-1"}})
+    )
 
     # When the sample submit event is handled
     response = submit()

@@ -33,7 +33,11 @@ def validation_body(errors: list[dict[str, Any]]) -> dict[str, Any]:
     first = details[0] if details else {"field": "body", "message": "invalid request"}
     if first["field"] == "body" and any(e.get("type") == "json_invalid" for e in errors):
         first = {"field": "body", "message": "request body is not valid JSON"}
-    body: dict[str, Any] = {"code": "invalid_request", "message": f"{first['field']}: {first['message']}", "field": first["field"]}
+    body: dict[str, Any] = {
+        "code": "invalid_request",
+        "message": f"{first['field']}: {first['message']}",
+        "field": first["field"],
+    }
     if "allowed" in first:
         body["allowed"] = first["allowed"]
     body["errors"] = details

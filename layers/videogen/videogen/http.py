@@ -23,7 +23,9 @@ def make_client(
     ``transport`` replaces the default one (the safe downloader pins connections with it).
     """
     read = read_timeout if read_timeout is not None else settings.read_timeout_seconds
-    timeout = httpx.Timeout(connect=settings.connect_timeout_seconds, read=read, write=read, pool=settings.connect_timeout_seconds)
+    timeout = httpx.Timeout(
+        connect=settings.connect_timeout_seconds, read=read, write=read, pool=settings.connect_timeout_seconds
+    )
     return httpx.Client(
         timeout=timeout, follow_redirects=False, headers={"User-Agent": "videogen-pipeline/0.1"}, transport=transport
     )

@@ -69,7 +69,9 @@ class JobRepository:
         except NotFound:
             return None
 
-    def list(self, *, status: JobStatus | None = None, limit: int = 20, next_token: str | None = None) -> tuple[list[Job], str | None]:
+    def list(
+        self, *, status: JobStatus | None = None, limit: int = 20, next_token: str | None = None
+    ) -> tuple[list[Job], str | None]:
         """Jobs newest first, one page at a time; ``next_token`` continues a listing."""
         kwargs: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit}
         if status is None:
@@ -96,7 +98,9 @@ class JobRepository:
         self.table.put_item(Item=_to_dynamo(item), ConditionExpression=Attr("id").not_exists())
         return job
 
-    def update(self, job_id: str, *, expect: tuple[JobStatus, ...] = ACTIVE, remove: tuple[str, ...] = (), **fields: Any) -> Job | None:
+    def update(
+        self, job_id: str, *, expect: tuple[JobStatus, ...] = ACTIVE, remove: tuple[str, ...] = (), **fields: Any
+    ) -> Job | None:
         """Set ``fields`` if the job's status is one of ``expect``.
 
         Returns the updated job, or ``None`` when the condition failed (the job moved on:
@@ -131,7 +135,9 @@ class JobRepository:
 
     def start(self, job_id: str, provider_job_id: str) -> Job | None:
         """queued -> in_progress, recording the provider's id."""
-        return self.update(job_id, expect=(JobStatus.QUEUED,), status=JobStatus.IN_PROGRESS.value, provider_job_id=provider_job_id)
+        return self.update(
+            job_id, expect=(JobStatus.QUEUED,), status=JobStatus.IN_PROGRESS.value, provider_job_id=provider_job_id
+        )
 
     def record_progress(self, job_id: str, progress: int) -> Job | None:
         return self.update(job_id, expect=(JobStatus.IN_PROGRESS,), progress=max(0, min(100, int(progress))))
@@ -165,7 +171,9 @@ class JobRepository:
             self.table.update_item(
                 Key={"id": job_id},
                 UpdateExpression="SET store_lease_until = :until",
-                ConditionExpression="#status = :in_progress AND (attribute_not_exists(store_lease_until) OR store_lease_until < :now)",
+                ConditionExpression=(
+                    "#status = :in_progress AND (attribute_not_exists(store_lease_until) OR store_lease_until < :now)"
+                ),
                 ExpressionAttributeNames={"#status": "status"},
                 ExpressionAttributeValues={":until": now + seconds, ":now": now, ":in_progress": JobStatus.IN_PROGRESS.value},
             )

@@ -16,7 +16,6 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 import httpx
-
 from aws_lambda_powertools.utilities import parameters
 
 from . import aws, observability, secrets
@@ -84,7 +83,9 @@ class Pipeline:
     # -- providers -------------------------------------------------------------------------
 
     def task_api(self) -> TaskApi:
-        return TaskApi(self.settings, base_url_for(self.settings, "task"), secrets.provider_api_key(self.settings, "task"), self.http)
+        return TaskApi(
+            self.settings, base_url_for(self.settings, "task"), secrets.provider_api_key(self.settings, "task"), self.http
+        )
 
     def official_api(self) -> OfficialApi:
         return OfficialApi(
@@ -317,14 +318,18 @@ class Pipeline:
             return CallbackResult(200, {"job_id": job.id, "status": job.status.value, "result": "ignored: job already finished"})
         if job.provider_job_id is None:
             # The callback outran submit's write of the taskId: ask the provider to retry.
-            return CallbackResult(503, {"error": {"code": "not_ready", "message": "job not bound to a task yet"}}, {"Retry-After": "30"})
+            return CallbackResult(
+                503, {"error": {"code": "not_ready", "message": "job not bound to a task yet"}}, {"Retry-After": "30"}
+            )
 
         outcome = outcome_of(task)
         if self.settings.verify_callbacks:
             # The callback is a hint; the provider's status API is the truth.
             outcome = outcome_of(self.task_api().status(job.model, job.provider_job_id))
         if outcome.phase in ("pending", "running"):
-            return CallbackResult(503, {"error": {"code": "not_final", "message": "provider status is not final yet"}}, {"Retry-After": "30"})
+            return CallbackResult(
+                503, {"error": {"code": "not_final", "message": "provider status is not final yet"}}, {"Retry-After": "30"}
+            )
         deadline = time.monotonic() + max(1.0, min(self.settings.callback_budget_seconds, remaining_seconds - 3.0))
         result = self.finish(job, outcome, deadline=deadline, handoff=True)
         return CallbackResult(200, {"job_id": job.id, "result": result})
@@ -348,9 +353,7 @@ class Pipeline:
             return "pending"
         return self.store(job, outcome.result_url, deadline=deadline, handoff=handoff)
 
-    def store(
-        self, job: Job, url: str, *, deadline: float | None, handoff: bool, headers: dict[str, str] | None = None
-    ) -> str:
+    def store(self, job: Job, url: str, *, deadline: float | None, handoff: bool, headers: dict[str, str] | None = None) -> str:
         """Stream ``url`` into ``videos/{id}.mp4`` and mark the job succeeded, exactly once."""
         if not self.repo.claim_store(job.id, STORE_LEASE_SECONDS):
             current = self.repo.get(job.id)

@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from . import aws
 from .errors import DeadlineExceeded, TransferFailed
 from .models import StoredVideo
+from .observability import logger
 from .safe_http import DownloadRefused, SafeDownloader
 from .settings import Settings
 
@@ -100,7 +101,12 @@ def upload_stream(
         if upload_id is None:
             # Small video: one atomic PUT, no multipart upload needed.
             s3.put_object(
-                Bucket=bucket, Key=key, Body=bytes(buffer), ContentType="video/mp4", Metadata=metadata, ServerSideEncryption="AES256"
+                Bucket=bucket,
+                Key=key,
+                Body=bytes(buffer),
+                ContentType="video/mp4",
+                Metadata=metadata,
+                ServerSideEncryption="AES256",
             )
         else:
             if buffer:
@@ -111,8 +117,8 @@ def upload_stream(
         if upload_id is not None:
             try:
                 s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload_id)
-            except Exception:  # noqa: BLE001 - the lifecycle rule cleans up what this misses
-                pass
+            except Exception:  # noqa: BLE001 - the bucket's lifecycle rule removes what this misses
+                logger.warning("could not abort multipart upload", extra={"key": key})
         raise
     return StoredVideo(bucket=bucket, key=key, bytes=total, content_type="video/mp4")
 

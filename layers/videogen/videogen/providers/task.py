@@ -147,7 +147,9 @@ class TaskApi:
         else:
             body["request_type"] = "async"
         url = f"{self.base_url}/api/v1/generateTask/{model}"
-        response = send_with_retries(lambda: self.client.post(url, json=body, headers=self.headers), self.settings, what="generateTask")
+        response = send_with_retries(
+            lambda: self.client.post(url, json=body, headers=self.headers), self.settings, what="generateTask"
+        )
         data = self._unwrap(response, "generateTask")
         task_id = data.get("taskId")
         if not isinstance(task_id, str) or not task_id:
