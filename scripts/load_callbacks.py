@@ -3,7 +3,9 @@
 Runs the real callback handler in-process on moto (AWS built from template.yaml, as in the
 tests), against a small task-API provider on 127.0.0.1 that answers ``statusTask`` and serves
 the MP4 files over real sockets (through the safe downloader, with the local-stack switch that
-allows plain http to loopback). Every callback is released at the same moment.
+allows plain http to loopback). Every callback is released at the same moment. moto's DynamoDB
+handles one request at a time here, as DynamoDB applies each request atomically (in-process moto
+does not, across threads).
 
     .venv/bin/python scripts/load_callbacks.py                 # 200 jobs, 5% duplicates, 2% invalid
     .venv/bin/python scripts/load_callbacks.py --jobs 400 --duplicates 0.1
@@ -45,6 +47,7 @@ warnings.filterwarnings("ignore", message="No application metrics to publish")
 
 # The tests' environment (fake credentials, table and bucket names) and their AWS builder.
 from tests.conftest import CALLBACK_KEYS, FakeContext, create_aws_resources, load_event, mp4_bytes  # noqa: E402
+from tests.security.atomic import atomic_dynamodb_requests  # noqa: E402
 
 
 def lambda_instance(number: int) -> ModuleType:
@@ -240,7 +243,8 @@ def run(args: argparse.Namespace) -> int:
         # error logs) is kept aside; error lines are reported below.
         handler_output = io.StringIO()
         began = time.perf_counter()
-        with contextlib.redirect_stdout(handler_output), ThreadPoolExecutor(max_workers=len(shots)) as pool:
+        # DynamoDB applies each request atomically; in-process moto does not across threads.
+        with atomic_dynamodb_requests(), contextlib.redirect_stdout(handler_output), ThreadPoolExecutor(len(shots)) as pool:
             done = list(pool.map(deliver, [(shot, event, instances[n]) for n, (shot, event) in enumerate(shots)]))
         wall = time.perf_counter() - began
 

@@ -22,6 +22,7 @@ import respx
 from botocore.exceptions import ClientError
 
 from tests.conftest import CALLBACK_KEYS, invoke, load_event, mp4_bytes
+from tests.security.atomic import atomic_dynamodb_requests
 from tests.security.servers import NoNetwork, Resolver
 from videogen import aws, observability
 from videogen.models import Job
@@ -136,7 +137,7 @@ def test_duplicate_callbacks_at_once_store_once(pipeline, video):
     download = respx.get(RESULT_URL).mock(side_effect=slow_download)
 
     # When eight copies of the callback arrive together
-    with ThreadPoolExecutor(max_workers=8) as pool:
+    with atomic_dynamodb_requests(), ThreadPoolExecutor(max_workers=8) as pool:
         answers = list(pool.map(lambda _: callback(job.id), range(8)))
     gate.set()
 

@@ -13,6 +13,7 @@ import pytest
 import respx
 
 from tests.conftest import invoke, load_event
+from tests.security.atomic import atomic_dynamodb_requests
 
 GENERATE = "https://task.provider.test/api/v1/generateTask/sora-2"
 BODY = {"prompt": "a lighthouse in a storm", "route": "task", "seconds": 10, "orientation": "landscape"}
@@ -155,7 +156,7 @@ def test_a_concurrent_duplicate_gets_409_while_the_first_runs(pipeline):
 
     generate = respx.post(GENERATE).mock(side_effect=slow_accept)
 
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    with atomic_dynamodb_requests(), ThreadPoolExecutor(max_workers=1) as pool:
         first = pool.submit(submit)
         assert entered.wait(10)
         # When the duplicate arrives while the first is in flight
