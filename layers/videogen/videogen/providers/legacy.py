@@ -32,7 +32,7 @@ from ..errors import ProviderRejected
 from ..http import RETRYABLE, send_with_retries
 from ..models import ErrorCode, JobError
 from ..settings import Settings
-from . import FAIL_CODES, Outcome, job_error
+from . import FAIL_CODES, Outcome, ProviderClient, error_message, job_error
 
 DONE = "[DONE]"
 PROGRESS = re.compile(r"(?:progress|进度)[^0-9]{0,10}(\d{1,3}(?:\.\d+)?)\s*%", re.IGNORECASE)
@@ -318,29 +318,13 @@ class ProgressThrottle:
         self.write(whole)
 
 
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        error = body.get("error")
-        if isinstance(error, dict) and isinstance(error.get("message"), str):
-            return str(error["message"])
-        for key in ("message", "msg", "error", "detail"):
-            if isinstance(body.get(key), str) and body[key]:
-                return str(body[key])
-    return f"HTTP {response.status_code}"
-
-
-class LegacyApi:
+class LegacyApi(ProviderClient):
     """``POST /v1/chat/completions`` with ``stream: true``, read until the video link."""
 
     def __init__(self, settings: Settings, base_url: str, api_key: str, client: httpx.Client) -> None:
-        self.settings = settings
-        self.url = f"{base_url.rstrip('/')}/v1/chat/completions"
-        self.headers = {"Authorization": f"Bearer {api_key}", "Accept": "text/event-stream"}
-        self.client = client
+        super().__init__(settings, base_url, api_key, client)
+        self.url = f"{self.base_url}/v1/chat/completions"
+        self.headers["Accept"] = "text/event-stream"
 
     @staticmethod
     def body(provider_model: str, prompt: str, image_url: str | None) -> dict[str, Any]:
@@ -383,7 +367,7 @@ class LegacyApi:
         response = send_with_retries(send, self.settings, what="chat/completions")
         if response.status_code >= 300:
             raise ProviderRejected(
-                f"chat/completions refused by provider: {_error_message(response)}", http_status=response.status_code
+                f"chat/completions refused by provider: {error_message(response)}", http_status=response.status_code
             )
         state = ChatStream(ContentScanner(on_progress=on_progress))
         reported_id = False

@@ -16,8 +16,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from ..errors import ProviderRejected, ProviderUnavailable
 from ..http import send_with_retries
 from ..models import ErrorCode, JobError
-from ..settings import Settings
-from . import Outcome, Phase, job_error
+from . import Outcome, Phase, ProviderClient, job_error
 
 VIDEO_STATES = ("queued", "in_progress", "completed", "failed", "expired")
 POLL_AFTER_HEADER = "openai-poll-after-ms"
@@ -93,14 +92,8 @@ def error_details(response: httpx.Response) -> dict[str, Any]:
     return {"message": f"HTTP {response.status_code}"}
 
 
-class OfficialApi:
+class OfficialApi(ProviderClient):
     """``POST /v1/videos``, ``GET /v1/videos/{id}`` and the content URL of one provider."""
-
-    def __init__(self, settings: Settings, base_url: str, api_key: str, client: httpx.Client) -> None:
-        self.settings = settings
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {api_key}"}
-        self.client = client
 
     def _check(self, response: httpx.Response, what: str) -> dict[str, Any]:
         if 400 <= response.status_code < 500:

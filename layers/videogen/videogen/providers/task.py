@@ -14,8 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
 from ..http import send_with_retries
-from ..settings import Settings
-from . import Outcome, job_error
+from . import Outcome, ProviderClient, error_message, job_error
 
 TASK_STATES = ("pending", "processing", "success", "failed")
 
@@ -74,33 +73,12 @@ def outcome_of(task: TaskData) -> Outcome:
     return Outcome(phase="running" if task.state == "processing" else "pending")
 
 
-def _message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500] or f"HTTP {response.status_code}"
-    if isinstance(body, dict):
-        for key in ("msg", "message", "error"):
-            value = body.get(key)
-            if isinstance(value, str) and value:
-                return value
-            if isinstance(value, dict) and isinstance(value.get("message"), str):
-                return str(value["message"])
-    return f"HTTP {response.status_code}"
-
-
-class TaskApi:
+class TaskApi(ProviderClient):
     """``POST /api/v1/generateTask/{model}`` and ``GET /api/v1/statusTask/{model}``."""
-
-    def __init__(self, settings: Settings, base_url: str, api_key: str, client: httpx.Client) -> None:
-        self.settings = settings
-        self.base_url = base_url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {api_key}"}
-        self.client = client
 
     def _unwrap(self, response: httpx.Response, what: str) -> dict[str, Any]:
         if 400 <= response.status_code < 500:
-            raise ProviderRejected(f"{what} refused by provider: {_message(response)}", http_status=response.status_code)
+            raise ProviderRejected(f"{what} refused by provider: {error_message(response)}", http_status=response.status_code)
         if response.status_code >= 300:
             raise ProviderUnavailable(f"{what}: unexpected HTTP {response.status_code}")
         try:
@@ -113,8 +91,8 @@ class TaskApi:
         code = body.get("code")
         if isinstance(code, int) and code != 200:
             if code == 429 or code >= 500:
-                raise ProviderUnavailable(f"{what}: provider code {code}: {_message(response)}")
-            raise ProviderRejected(f"{what} refused by provider: {_message(response)}", http_status=code)
+                raise ProviderUnavailable(f"{what}: provider code {code}: {error_message(response)}")
+            raise ProviderRejected(f"{what} refused by provider: {error_message(response)}", http_status=code)
         data = body.get("data") if "data" in body else body
         if not isinstance(data, dict):
             raise ProviderUnavailable(f"{what}: provider answer has no data object")
