@@ -290,6 +290,9 @@ class Pipeline:
         The body is decoded here (``base64_encoded`` as API Gateway flags it), after the token
         check, so a hostile encoding is a 400 for an authenticated caller and a 401 otherwise.
         """
+        # The provider waits 30 s for our answer: the whole callback, status check included,
+        # shares one budget, measured from its start.
+        deadline = time.monotonic() + max(1.0, min(self.settings.callback_budget_seconds, remaining_seconds - 3.0))
         if not verify_callback_token(job_id, token, secrets.callback_keys(self.settings)):
             raise Unauthorized("missing or invalid callback token")
         raw = raw_body or b""
@@ -330,7 +333,6 @@ class Pipeline:
             return CallbackResult(
                 503, {"error": {"code": "not_final", "message": "provider status is not final yet"}}, {"Retry-After": "30"}
             )
-        deadline = time.monotonic() + max(1.0, min(self.settings.callback_budget_seconds, remaining_seconds - 3.0))
         result = self.finish(job, outcome, deadline=deadline, handoff=True)
         return CallbackResult(200, {"job_id": job.id, "result": result})
 
