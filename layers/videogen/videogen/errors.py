@@ -40,11 +40,6 @@ class Unauthorized(VideogenError):
     code = "unauthorized"
 
 
-class Forbidden(VideogenError):
-    status = 403
-    code = "forbidden"
-
-
 class Conflict(VideogenError):
     status = 409
     code = "conflict"
@@ -84,10 +79,3 @@ class DeadlineExceeded(TransferFailed):
     """A transfer could not finish within its time budget (it may be retried elsewhere)."""
 
     code = "deadline_exceeded"
-
-
-class StaleTransition(VideogenError):
-    """A conditional write found the job in another state than expected."""
-
-    status = 409
-    code = "stale_transition"
