@@ -175,7 +175,8 @@ def percentile(values: list[float], fraction: float) -> float:
 def run(args: argparse.Namespace) -> int:
     from moto import mock_aws
 
-    from videogen import aws, service
+    from videogen import aws
+    from videogen import context as videogen_context
     from videogen.models import Job
     from videogen.security import make_callback_token
 
@@ -193,9 +194,9 @@ def run(args: argparse.Namespace) -> int:
         CALLBACK_BUDGET_SECONDS="900",
     )
     with mock_aws():
-        service.reset()
+        videogen_context.reset()
         create_aws_resources()
-        pipeline = service.get_pipeline()
+        ctx = videogen_context.get_context()
 
         # S3 writes per key: two writes of one video would be a doubled store.
         writes: Counter[str] = Counter()
@@ -212,9 +213,9 @@ def run(args: argparse.Namespace) -> int:
         jobs: list[tuple[str, str]] = []
         for number in range(args.jobs):
             job = Job.new(route="task", model="sora-2", prompt=f"load {number}", seconds=10, orientation="landscape")
-            pipeline.repo.create(job)
+            ctx.repo.create(job)
             task_id = f"task-load-{number:05d}"
-            pipeline.repo.start(job.id, task_id)
+            ctx.repo.start(job.id, task_id)
             jobs.append((job.id, task_id))
 
         shots: list[tuple[Shot, dict[str, Any]]] = []
@@ -265,7 +266,7 @@ def run(args: argparse.Namespace) -> int:
             for o in page.get("Contents", [])
         }
         for job_id, _ in jobs:
-            job = pipeline.repo.get(job_id)
+            job = ctx.repo.get(job_id)
             key = f"videos/{job_id}.mp4"
             ok = job.status == "succeeded" and objects.get(key) == len(provider.video)
             stored += ok

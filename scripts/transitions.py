@@ -47,7 +47,7 @@ from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_funct
 
 from tests.conftest import create_aws_resources, load_event, mp4_bytes  # noqa: E402 - also sets the test environment
 from tests.workflow import harness  # noqa: E402
-from videogen import service  # noqa: E402
+from videogen import context  # noqa: E402
 from videogen.settings import Settings  # noqa: E402
 
 STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1000  # USD, Standard workflows
@@ -178,7 +178,7 @@ class Result:
 
 def run(scenario: str, route: str, *, queue: float, generation: float, callbacks: bool, time_scale: float) -> Result:
     """One job through submit, the workflow (and the callback), in a fresh moto world."""
-    service.reset()
+    context.reset()
     clock = VirtualClock(time_scale)
     provider = SimulatedProvider(clock, queue, generation, deliver_callbacks=callbacks)
     router = harness.LambdaRouter(harness.task_functions())
@@ -198,7 +198,7 @@ def run(scenario: str, route: str, *, queue: float, generation: float, callbacks
     ):
         create_aws_resources()
         os.environ["STATE_MACHINE_ARN"] = harness.create_state_machine(router.functions)
-        service.reset()
+        context.reset()
         provider.install(http)
         event = load_event("submit")
         event["body"] = json.dumps({"prompt": "A golden retriever playing fetch on a sunny beach", "route": route})
@@ -211,8 +211,8 @@ def run(scenario: str, route: str, *, queue: float, generation: float, callbacks
         described = harness.wait_for(arn, timeout=120)
         harness.wait_all(os.environ["STATE_MACHINE_ARN"], timeout=120)
         events = harness.history(arn)
-        job = service.get_pipeline().repo.get(job_id)
-    service.reset()
+        job = context.get_context().repo.get(job_id)
+    context.reset()
     workflow = harness.lambda_invocations(events)
     return Result(
         scenario=scenario,

@@ -50,7 +50,7 @@ for _key in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "STATE_MACHINE_ARN"):
 from moto import mock_aws  # noqa: E402
 
 from tests.template import bucket_lifecycle, table_kwargs  # noqa: E402
-from videogen import service  # noqa: E402
+from videogen import context as videogen_context  # noqa: E402
 
 CALLBACK_KEYS = {"active": "v1", "v1": "test-callback-key-v1"}
 API_KEY = "sk-test-provider-key"
@@ -81,16 +81,16 @@ def create_aws_resources() -> None:
 @pytest.fixture
 def aws() -> Iterator[None]:
     """moto AWS with the project's resources; caches reset around each test."""
-    service.reset()
+    videogen_context.reset()
     with mock_aws():
         create_aws_resources()
         yield
-    service.reset()
+    videogen_context.reset()
 
 
 @pytest.fixture
-def pipeline(aws: None) -> service.Pipeline:
-    return service.get_pipeline()
+def ctx(aws: None) -> videogen_context.Context:
+    return videogen_context.get_context()
 
 
 @dataclass

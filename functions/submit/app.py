@@ -2,16 +2,16 @@
 
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayHttpResolver
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videogen import idempotency
-from videogen.api import install_error_handlers, json_response
+from videogen.api import caller_of, install_error_handlers, json_response
+from videogen.context import get_context
 from videogen.models import CreateVideoRequest
 from videogen.observability import logger, metrics, tracer
-from videogen.service import get_pipeline
+from videogen.operations.submit import submit_video
 
 app = APIGatewayHttpResolver(enable_validation=True)
 install_error_handlers(app)
@@ -19,17 +19,17 @@ install_error_handlers(app)
 
 @app.post("/videos")
 @tracer.capture_method
-def create_video(request: Annotated[CreateVideoRequest, Body()]):
+def create_video(request: Annotated[CreateVideoRequest, Body()]) -> Response[Any]:
     event = app.current_event
-    answer = idempotency.submit(
-        get_pipeline(),
+    answer = submit_video(
+        get_context(),
         request,
         request_base_url=f"https://{event.request_context.domain_name}",
-        idempotency_key=event.get_header_value(idempotency.HEADER),
-        caller=idempotency.caller_of(event.raw_event),
+        idempotency_key=event.get_header_value("Idempotency-Key"),
+        caller=caller_of(event.raw_event),
         lambda_context=app.lambda_context,
     )
-    return json_response(answer.status, answer.body, answer.headers)
+    return json_response(answer["status"], answer["body"], answer["headers"])
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

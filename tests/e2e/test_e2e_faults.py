@@ -90,7 +90,9 @@ def test_duplicate_callbacks_store_once_and_succeed_once(e2e: E2E, submitted: di
     assert len(answered) == 3
     results = [c["body"]["result"] for c in answered]
     assert results.count("succeeded") == 1, results
-    assert all(r in ("succeeded", "ignored: job already finished", "store already running", "ignored") for r in results), results
+    # Under load the first store may run out of its callback budget and hand off (still one success).
+    allowed = ("succeeded", "ignored: job already finished", "store already running", "ignored", "handed off")
+    assert all(r in allowed for r in results), results
     assert_stored_once(e2e, job, provider)
 
 

@@ -22,13 +22,14 @@ from tests.workflow.conftest import (  # noqa: F401 - fixtures used by the tests
     CDN,
     OFFICIAL,
     TASK,
+    ctx,
     multipart_fields,
-    pipeline,
     sfn,
     stored_objects,
     submit,
     video,
 )
+from videogen.operations.generate import run_generation
 
 LEGACY = "https://legacy.provider.test"
 CHAT = f"{LEGACY}/v1/chat/completions"
@@ -91,7 +92,7 @@ BODIES = {
 @pytest.mark.parametrize("with_image", [False, True], ids=["text", "image"])
 @pytest.mark.parametrize("route", ["task", "official", "legacy"])
 @respx.mock
-def test_every_route_and_input_reaches_succeeded(sfn, pipeline, video, route, with_image):  # noqa: F811
+def test_every_route_and_input_reaches_succeeded(sfn, ctx, video, route, with_image):  # noqa: F811
     # Given providers that accept the job and produce the MP4
     routes = mock_providers(video)
     picture = img.png(1280, 720)
@@ -106,7 +107,7 @@ def test_every_route_and_input_reaches_succeeded(sfn, pipeline, video, route, wi
     assert sfn.wait(job_id)["status"] == "SUCCEEDED"
 
     # Then the job succeeded with the MP4 in S3, and the provider got the image in its own form
-    job = pipeline.repo.get(job_id)
+    job = ctx.repo.get(job_id)
     assert job.status == "succeeded" and job.progress == 100
     assert boto3.client("s3").get_object(Bucket="videos", Key=f"videos/{job_id}.mp4")["Body"].read() == video
     if route == "task":
@@ -126,7 +127,7 @@ def test_every_route_and_input_reaches_succeeded(sfn, pipeline, video, route, wi
 
 
 @respx.mock
-def test_legacy_progress_is_recorded_and_throttled(sfn, pipeline, video, monkeypatch):  # noqa: F811
+def test_legacy_progress_is_recorded_and_throttled(sfn, ctx, video, monkeypatch):  # noqa: F811
     # Given a stream with many progress lines (they arrive well within one throttle interval)
     mock_providers(video)
     lines = [f"> 🏃 Progress: {p}.0%\n\n" for p in range(5, 100, 5)]
@@ -134,15 +135,15 @@ def test_legacy_progress_is_recorded_and_throttled(sfn, pipeline, video, monkeyp
         return_value=httpx.Response(200, headers=SSE, content=legacy_stream(*lines, f"> ✅ [Click here]({RESULT_URL})\n\n"))
     )
     written: list[int] = []
-    record = pipeline.repo.record_progress
-    monkeypatch.setattr(pipeline.repo, "record_progress", lambda job_id, p: (written.append(p), record(job_id, p))[1])
+    record = ctx.repo.record_progress
+    monkeypatch.setattr(ctx.repo, "record_progress", lambda job_id, p: (written.append(p), record(job_id, p))[1])
 
     job_id = submit({"prompt": "cat", "route": "legacy"})["json"]["id"]
     assert sfn.wait(job_id)["status"] == "SUCCEEDED"
 
     # Then one DynamoDB write for 19 progress lines (the throttle), and the job ends at 100
     assert written == [5]
-    assert pipeline.repo.get(job_id).progress == 100
+    assert ctx.repo.get(job_id).progress == 100
 
 
 @pytest.mark.parametrize(
@@ -177,21 +178,21 @@ def test_legacy_progress_is_recorded_and_throttled(sfn, pipeline, video, monkeyp
     ids=["failure-text", "moderation-400", "auth-401", "no-link", "down"],
 )
 @respx.mock
-def test_legacy_failures_fail_the_job_with_the_providers_words(sfn, pipeline, video, answer, code, words):  # noqa: F811
+def test_legacy_failures_fail_the_job_with_the_providers_words(sfn, ctx, video, answer, code, words):  # noqa: F811
     routes = mock_providers(video)
     routes["legacy"].mock(return_value=answer)
 
     job_id = submit({"prompt": "cat", "route": "legacy", "image_base64": img.b64(img.png())})["json"]["id"]
 
     assert sfn.wait(job_id)["status"] == "SUCCEEDED"  # the workflow ended cleanly: the job is terminal
-    job = pipeline.repo.get(job_id)
+    job = ctx.repo.get(job_id)
     assert job.status == "failed" and job.error.code == code and words in job.error.message
     assert harness.states_entered(sfn.history(job_id)) == ["Mode", "GenerateLegacy", "NextStep", "Finished"]
     assert not routes["cdn"].called and stored_objects() == [o for o in stored_objects() if o["Key"].startswith("inputs/")]
 
 
 @respx.mock
-def test_legacy_non_streamed_answer_succeeds(sfn, pipeline, video):  # noqa: F811
+def test_legacy_non_streamed_answer_succeeds(sfn, ctx, video):  # noqa: F811
     routes = mock_providers(video)
     answer = {
         "id": "chatcmpl-json",
@@ -200,11 +201,11 @@ def test_legacy_non_streamed_answer_succeeds(sfn, pipeline, video):  # noqa: F81
     routes["legacy"].mock(return_value=httpx.Response(200, json=answer))
     job_id = submit({"prompt": "cat", "route": "legacy"})["json"]["id"]
     assert sfn.wait(job_id)["status"] == "SUCCEEDED"
-    assert pipeline.repo.get(job_id).status == "succeeded"
+    assert ctx.repo.get(job_id).status == "succeeded"
 
 
 @respx.mock
-def test_legacy_call_is_never_made_twice_for_a_job(sfn, pipeline, video):  # noqa: F811
+def test_legacy_call_is_never_made_twice_for_a_job(sfn, ctx, video):  # noqa: F811
     # Given a legacy job whose first run died mid-stream (the job is in progress, no video)
     routes = mock_providers(video)
     job_id = submit({"prompt": "cat", "route": "legacy"})["json"]["id"]
@@ -212,24 +213,24 @@ def test_legacy_call_is_never_made_twice_for_a_job(sfn, pipeline, video):  # noq
     assert routes["legacy"].call_count == 1
 
     # When the legacy task runs again for it (a retried invocation)
-    outcome = pipeline.run_legacy(job_id, deadline=0.0)
+    outcome = run_generation(ctx, job_id, deadline=0.0)
 
     # Then it is a no-op on the finished job, and the chat call is not repeated
     assert outcome.phase == "succeeded" and routes["legacy"].call_count == 1
 
 
 @respx.mock
-def test_interrupted_legacy_job_fails_instead_of_paying_twice(sfn, pipeline, video):  # noqa: F811
+def test_interrupted_legacy_job_fails_instead_of_paying_twice(sfn, ctx, video):  # noqa: F811
     from videogen.models import Job, JobStatus
 
     routes = mock_providers(video)
     job = Job.new(route="legacy", model="sora_video2", prompt="cat", seconds=10, size="704x1280", orientation="portrait")
-    pipeline.repo.create(job)
-    pipeline.repo.update(job.id, expect=(JobStatus.QUEUED,), status="in_progress")  # an earlier run claimed it, then died
+    ctx.repo.create(job)
+    ctx.repo.update(job.id, expect=(JobStatus.QUEUED,), status="in_progress")  # an earlier run claimed it, then died
 
     sfn.start(job.id, job_id=job.id, route="legacy")
     assert sfn.wait(job.id)["status"] == "SUCCEEDED"
 
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "failed" and "cannot be resumed" in stored.error.message
     assert not routes["legacy"].called

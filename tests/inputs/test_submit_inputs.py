@@ -26,7 +26,7 @@ MB = 1024 * 1024
 @pytest.fixture
 def workflow(aws, monkeypatch):
     """A state machine to start executions in (not executed here: tests/inputs/test_routes_end_to_end runs it)."""
-    from videogen import service
+    from videogen import context as videogen_context
 
     arn = boto3.client("stepfunctions").create_state_machine(
         name="jobs",
@@ -34,7 +34,7 @@ def workflow(aws, monkeypatch):
         roleArn="arn:aws:iam::123456789012:role/sfn",
     )["stateMachineArn"]
     monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-    service.reset()
+    videogen_context.reset()
     return arn
 
 
@@ -60,8 +60,8 @@ def submit(body: dict) -> dict:
     return invoke("submit", event)
 
 
-def jobs(pipeline) -> list:
-    return pipeline.repo.list(limit=100)[0]
+def jobs(ctx) -> list:
+    return ctx.repo.list(limit=100)[0]
 
 
 def inputs_in_bucket() -> list[str]:
@@ -87,7 +87,7 @@ ROUTE_BODIES = {
 
 @pytest.mark.parametrize("image", ["none", "url", "upload"])
 @pytest.mark.parametrize("route", ["task", "official", "legacy"])
-def test_every_route_takes_text_and_images(pipeline, workflow, providers, route, image):
+def test_every_route_takes_text_and_images(ctx, workflow, providers, route, image):
     mock, routes = providers
     picture = img.jpeg(1280, 720)
     body = {"prompt": "The scene comes alive", **ROUTE_BODIES[route]}
@@ -103,7 +103,7 @@ def test_every_route_takes_text_and_images(pipeline, workflow, providers, route,
 
     assert response["statusCode"] == 202, response["body"]
     job = response["json"]
-    stored = pipeline.repo.get(job["id"])
+    stored = ctx.repo.get(job["id"])
     if image == "none":
         assert job["input_image"] is None and inputs_in_bucket() == []
     else:
@@ -152,11 +152,11 @@ def test_every_route_takes_text_and_images(pipeline, workflow, providers, route,
         assert job["size"] == "1280x704" and job["orientation"] == "landscape"
 
 
-def test_legacy_route_needs_the_workflow(pipeline, providers):
+def test_legacy_route_needs_the_workflow(ctx, providers):
     response = submit({"prompt": "cat", "route": "legacy"})
     assert response["statusCode"] == 500
     assert response["json"]["error"]["code"] == "not_configured"
-    assert jobs(pipeline) == []
+    assert jobs(ctx) == []
 
 
 # -- every invalid combination the seeds imply: 4xx naming the allowed values, nothing left behind --
@@ -200,7 +200,7 @@ INVALID = [
 
 
 @pytest.mark.parametrize(("case", "body", "field", "details"), INVALID, ids=[c[0] for c in INVALID])
-def test_invalid_combinations_are_400_naming_allowed_values(pipeline, workflow, providers, case, body, field, details):
+def test_invalid_combinations_are_400_naming_allowed_values(ctx, workflow, providers, case, body, field, details):
     _mock, routes = providers
     response = submit({"prompt": "cat", **body})
     assert response["statusCode"] == 400, response["body"]
@@ -208,7 +208,7 @@ def test_invalid_combinations_are_400_naming_allowed_values(pipeline, workflow, 
     assert error["code"] == "invalid_request"
     assert error["field"] == field
     assert details.items() <= error.items()
-    assert jobs(pipeline) == [] and inputs_in_bucket() == []
+    assert jobs(ctx) == [] and inputs_in_bucket() == []
     assert not any(route.called for route in routes.values())
 
 
@@ -244,7 +244,7 @@ def test_invalid_combinations_are_400_naming_allowed_values(pipeline, workflow, 
     ],
     ids=lambda v: v if isinstance(v, str) and "-" in v else "",
 )
-def test_invalid_images_are_400_naming_the_rule(pipeline, workflow, providers, case, route_body, image, field, details):
+def test_invalid_images_are_400_naming_the_rule(ctx, workflow, providers, case, route_body, image, field, details):
     mock, routes = providers
     kind, data = image
     body = {"prompt": "cat", **route_body}
@@ -258,11 +258,11 @@ def test_invalid_images_are_400_naming_the_rule(pipeline, workflow, providers, c
     assert error["field"] == field
     assert details.items() <= error.items()
     assert error["route"] == route_body["route"]
-    assert jobs(pipeline) == [] and inputs_in_bucket() == []
+    assert jobs(ctx) == [] and inputs_in_bucket() == []
     assert not any(route.called for route in routes.values())
 
 
-def test_oversized_download_stops_at_the_cap(pipeline, workflow, providers):
+def test_oversized_download_stops_at_the_cap(ctx, workflow, providers):
     mock, _routes = providers
     # Given a server that announces nothing and streams 11 MB
     sent = []
@@ -275,7 +275,7 @@ def test_oversized_download_stops_at_the_cap(pipeline, workflow, providers):
     mock.get(f"{IMAGES}/big").mock(return_value=httpx.Response(200, content=endless()))
     response = submit({"prompt": "cat", "route": "task", "image_url": f"{IMAGES}/big"})
     assert response["statusCode"] == 400 and response["json"]["error"]["max_bytes"] == 10 * MB
-    assert len(sent) <= 11 and jobs(pipeline) == []
+    assert len(sent) <= 11 and jobs(ctx) == []
 
 
 @pytest.mark.parametrize(
@@ -289,7 +289,7 @@ def test_oversized_download_stops_at_the_cap(pipeline, workflow, providers):
     ],
     ids=["404", "unreachable", "metadata-ip", "loopback", "credentials"],
 )
-def test_unusable_image_urls_are_invalid_image_url(pipeline, workflow, providers, url, answer):
+def test_unusable_image_urls_are_invalid_image_url(ctx, workflow, providers, url, answer):
     mock, routes = providers
     if answer is not None:
         mock.get(url).mock(side_effect=answer) if isinstance(answer, Exception) else mock.get(url).mock(return_value=answer)
@@ -297,10 +297,10 @@ def test_unusable_image_urls_are_invalid_image_url(pipeline, workflow, providers
     assert response["statusCode"] == 400, response["body"]
     error = response["json"]["error"]
     assert error["code"] == "invalid_image_url" and error["field"] == "image_url"
-    assert jobs(pipeline) == [] and not routes["task"].called
+    assert jobs(ctx) == [] and not routes["task"].called
 
 
-def test_http_image_url_is_refused_by_validation(pipeline, providers):
+def test_http_image_url_is_refused_by_validation(ctx, providers):
     response = submit({"prompt": "cat", "route": "task", "image_url": "http://images.example.com/a.png"})
     assert response["statusCode"] == 400 and response["json"]["error"]["field"] == "image_url"
 
@@ -308,22 +308,22 @@ def test_http_image_url_is_refused_by_validation(pipeline, providers):
 # -- a provider's refusal of the image becomes a clear job error ------------------------------
 
 
-def test_official_refusal_of_a_face_is_a_content_violation(pipeline, workflow, providers):
+def test_official_refusal_of_a_face_is_a_content_violation(ctx, workflow, providers):
     _mock, routes = providers
     refusal = {"error": {"message": "Input image contains a real human face", "type": "invalid_request_error", "code": None}}
     routes["official"].mock(return_value=httpx.Response(400, json=refusal))
     response = submit({"prompt": "cat", "route": "official", "size": "1280x720", "image_base64": img.b64(img.png(1280, 720))})
     assert response["statusCode"] == 422
-    job = pipeline.repo.get(response["json"]["error"]["job_id"])
+    job = ctx.repo.get(response["json"]["error"]["job_id"])
     assert job.status == "failed" and job.error.code == "content_violation"
     assert "real human face" in job.error.message
 
 
-def test_task_refusal_with_moderation_words_is_a_content_violation(pipeline, workflow, providers):
+def test_task_refusal_with_moderation_words_is_a_content_violation(ctx, workflow, providers):
     _mock, routes = providers
     routes["task"].mock(return_value=httpx.Response(200, json={"code": 400, "msg": "image flagged by content moderation"}))
     response = submit({"prompt": "cat", "route": "task", "image_base64": img.b64(img.png())})
-    job = pipeline.repo.get(response["json"]["error"]["job_id"])
+    job = ctx.repo.get(response["json"]["error"]["job_id"])
     assert job.error.code == "content_violation" and "moderation" in job.error.message
 
 
@@ -341,7 +341,7 @@ def test_task_refusal_with_moderation_words_is_a_content_violation(pipeline, wor
         ({"route": "legacy"}, 0.15),
     ],
 )
-def test_each_job_records_its_catalog_cost(pipeline, workflow, providers, body, cost):
+def test_each_job_records_its_catalog_cost(ctx, workflow, providers, body, cost):
     response = submit({"prompt": "cat", **body})
     assert response["statusCode"] == 202, response["body"]
     assert response["json"]["cost"] == {
@@ -351,12 +351,12 @@ def test_each_job_records_its_catalog_cost(pipeline, workflow, providers, body, 
     }
 
 
-def test_task_route_cost_is_unknown_until_configured(pipeline, workflow, providers, monkeypatch):
-    from videogen import service
+def test_task_route_cost_is_unknown_until_configured(ctx, workflow, providers, monkeypatch):
+    from videogen import context as videogen_context
 
     assert submit({"prompt": "cat", "route": "task"})["json"]["cost"] is None
     monkeypatch.setenv("CATALOG_JSON", json.dumps({"routes": {"task": {"models": {"sora-2": {"price": {"per_call": 0.2}}}}}}))
-    service.reset()
+    videogen_context.reset()
     assert submit({"prompt": "cat", "route": "task"})["json"]["cost"]["amount"] == 0.2
 
 
@@ -393,8 +393,8 @@ SUCCESSOR = {
 
 
 @pytest.mark.parametrize("how", ["CATALOG_JSON", "CATALOG_FILE"])
-def test_a_successor_model_is_one_catalog_entry(pipeline, workflow, providers, monkeypatch, tmp_path, how):
-    from videogen import service
+def test_a_successor_model_is_one_catalog_entry(ctx, workflow, providers, monkeypatch, tmp_path, how):
+    from videogen import context as videogen_context
 
     _mock, routes = providers
     if how == "CATALOG_JSON":
@@ -403,7 +403,7 @@ def test_a_successor_model_is_one_catalog_entry(pipeline, workflow, providers, m
         path = tmp_path / "catalog.json"
         path.write_text(json.dumps(SUCCESSOR))
         monkeypatch.setenv("CATALOG_FILE", str(path))
-    service.reset()
+    videogen_context.reset()
 
     # The new official model: its sizes, durations, image rule and prices apply
     response = submit(
@@ -433,11 +433,11 @@ def test_a_successor_model_is_one_catalog_entry(pipeline, workflow, providers, m
     ]
 
 
-def test_a_default_model_switch_is_configuration(pipeline, workflow, providers, monkeypatch):
-    from videogen import service
+def test_a_default_model_switch_is_configuration(ctx, workflow, providers, monkeypatch):
+    from videogen import context as videogen_context
 
     monkeypatch.setenv("CATALOG_JSON", json.dumps(SUCCESSOR))
     monkeypatch.setenv("DEFAULT_OFFICIAL_MODEL", "sora-3")
-    service.reset()
+    videogen_context.reset()
     job = submit({"prompt": "cat", "route": "official"})["json"]
     assert (job["model"], job["size"], job["seconds"]) == ("sora-3", "1920x1080", 10)

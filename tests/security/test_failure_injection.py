@@ -26,6 +26,7 @@ from tests.security.atomic import atomic_dynamodb_requests
 from tests.security.servers import NoNetwork, Resolver
 from videogen import aws, observability
 from videogen.models import Job
+from videogen.operations.store import fail_job
 from videogen.safe_http import SafeDownloader
 from videogen.security import make_callback_token
 
@@ -39,12 +40,12 @@ MIB = 1024 * 1024
 # -- the world ------------------------------------------------------------------------------
 
 
-def new_job(pipeline, *, bound: bool = True) -> Job:
+def new_job(ctx, *, bound: bool = True) -> Job:
     job = Job.new(route="task", model="sora-2", prompt="a cat", seconds=10, orientation="landscape")
-    pipeline.repo.create(job)
+    ctx.repo.create(job)
     if bound:
-        pipeline.repo.start(job.id, TASK_ID)
-    return pipeline.repo.get(job.id)
+        ctx.repo.start(job.id, TASK_ID)
+    return ctx.repo.get(job.id)
 
 
 def task_body(state: str = "success", *, result_json: Any = None, urls: list[str] | None = None, **extra: Any) -> dict[str, Any]:
@@ -78,9 +79,9 @@ def objects() -> dict[str, int]:
     return {o["Key"]: o["Size"] for o in listing.get("Contents", [])}
 
 
-def assert_outcome(pipeline, job: Job, status: str, *, stored: bytes | None = None, error: str | None = None) -> Job:
+def assert_outcome(ctx, job: Job, status: str, *, stored: bytes | None = None, error: str | None = None) -> Job:
     """The job's state, the bucket's contents, and nothing half-done left behind."""
-    now = pipeline.repo.get(job.id)
+    now = ctx.repo.get(job.id)
     assert now.status == status, now.error
     if error is not None:
         assert now.error is not None and now.error.code == error
@@ -106,8 +107,8 @@ def video() -> bytes:
 
 
 @respx.mock
-def test_duplicate_callbacks_in_sequence_store_once(pipeline, video):
-    job = new_job(pipeline)
+def test_duplicate_callbacks_in_sequence_store_once(ctx, video):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
 
@@ -120,13 +121,13 @@ def test_duplicate_callbacks_in_sequence_store_once(pipeline, video):
         "ignored: job already finished",
     ]
     assert download.call_count == 1
-    assert_outcome(pipeline, job, "succeeded", stored=video)
+    assert_outcome(ctx, job, "succeeded", stored=video)
 
 
 @respx.mock
-def test_duplicate_callbacks_at_once_store_once(pipeline, video):
+def test_duplicate_callbacks_at_once_store_once(ctx, video):
     # Given a download slow enough that every duplicate arrives while the first store runs
-    job = new_job(pipeline)
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     gate = threading.Event()
 
@@ -147,31 +148,31 @@ def test_duplicate_callbacks_at_once_store_once(pipeline, video):
     assert results.count("succeeded") == 1
     assert set(results) <= {"succeeded", "store already running", "ignored: job already finished"}
     assert download.call_count == 1
-    assert_outcome(pipeline, job, "succeeded", stored=video)
+    assert_outcome(ctx, job, "succeeded", stored=video)
 
 
 @respx.mock
-def test_failed_after_success_changes_nothing(pipeline, video):
-    job = new_job(pipeline)
+def test_failed_after_success_changes_nothing(ctx, video):
+    job = new_job(ctx)
     status = respx.get(STATUS_URL).mock(return_value=provider_status())
     respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
     assert callback(job.id)["json"]["result"] == "succeeded"
-    before = pipeline.repo.get(job.id)
+    before = ctx.repo.get(job.id)
 
     # When a "failed" callback follows (and even the provider now says failed)
     status.mock(return_value=provider_status("failed", failCode="CONTENT_VIOLATION", failMsg="late"))
     late = callback(job.id, task_body("failed", failCode="CONTENT_VIOLATION", failMsg="late"))
 
     assert late["statusCode"] == 200 and late["json"]["result"].startswith("ignored")
-    assert pipeline.repo.get(job.id).model_dump() == before.model_dump()
-    assert_outcome(pipeline, job, "succeeded", stored=video)
+    assert ctx.repo.get(job.id).model_dump() == before.model_dump()
+    assert_outcome(ctx, job, "succeeded", stored=video)
 
 
 @respx.mock
-def test_replay_after_a_terminal_state_is_a_no_op(pipeline, video):
+def test_replay_after_a_terminal_state_is_a_no_op(ctx, video):
     # Given a job that already failed
-    job = new_job(pipeline)
-    pipeline.fail_job(job.id, "content_violation", "refused")
+    job = new_job(ctx)
+    fail_job(ctx, job.id, "content_violation", "refused")
     status = respx.get(STATUS_URL).mock(return_value=provider_status())
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
 
@@ -181,7 +182,7 @@ def test_replay_after_a_terminal_state_is_a_no_op(pipeline, video):
     # Then it is acknowledged and ignored: no provider call, no download, no object
     assert replay["statusCode"] == 200 and replay["json"]["status"] == "failed"
     assert not status.called and not download.called
-    assert_outcome(pipeline, job, "failed", error="content_violation")
+    assert_outcome(ctx, job, "failed", error="content_violation")
 
 
 # -- who may call back -------------------------------------------------------------------------
@@ -204,9 +205,9 @@ def test_replay_after_a_terminal_state_is_a_no_op(pipeline, video):
     ],
 )
 @respx.mock
-def test_bad_missing_and_foreign_tokens_are_401_before_anything_is_read(pipeline, token):
-    job = new_job(pipeline)
-    other = new_job(pipeline)
+def test_bad_missing_and_foreign_tokens_are_401_before_anything_is_read(ctx, token):
+    job = new_job(ctx)
+    other = new_job(ctx)
     status = respx.get(STATUS_URL).mock(return_value=provider_status())
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     value: str | None = {
@@ -220,40 +221,40 @@ def test_bad_missing_and_foreign_tokens_are_401_before_anything_is_read(pipeline
     assert answer["statusCode"] == 401
     assert answer["json"]["error"] == {"code": "unauthorized", "message": "missing or invalid callback token"}
     assert not status.called and not download.called
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
 
 @pytest.mark.parametrize("body", ["{not json", "x" * 200_000, base64.b64encode(b"\xff\xfe").decode()])
-def test_the_token_is_checked_before_the_body_and_the_job(pipeline, body):
+def test_the_token_is_checked_before_the_body_and_the_job(ctx, body):
     # Whatever the body and whether the job exists, a wrong token learns nothing but 401.
-    for job_id in (new_job(pipeline).id, "f" * 32):
+    for job_id in (new_job(ctx).id, "f" * 32):
         assert callback(job_id, body, token="v1.wrong", base64_body=body.endswith("=")).get("statusCode") == 401
 
 
-def test_tokens_rotate_without_breaking_jobs_in_flight(pipeline):
-    job = new_job(pipeline)
+def test_tokens_rotate_without_breaking_jobs_in_flight(ctx):
+    job = new_job(ctx)
     old = make_callback_token(job.id, CALLBACK_KEYS)
     secrets = boto3.client("secretsmanager")
-    from videogen import service
+    from videogen import context as videogen_context
 
     # v2 becomes active, v1 is still held: old tokens verify, new tokens are v2
     secrets.put_secret_value(
         SecretId="videogen/callback-keys", SecretString=json.dumps({"active": "v2", "v2": "k2", "v1": CALLBACK_KEYS["v1"]})
     )
-    service.reset()
+    videogen_context.reset()
     with respx.mock:
         respx.get(STATUS_URL).mock(return_value=provider_status("processing"))
         assert callback(job.id, token=old)["statusCode"] == 503  # authenticated (not final yet)
     # v1 removed: the old token stops working
     secrets.put_secret_value(SecretId="videogen/callback-keys", SecretString=json.dumps({"active": "v2", "v2": "k2"}))
-    service.reset()
+    videogen_context.reset()
     assert callback(job.id, token=old)["statusCode"] == 401
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
 
 @respx.mock
-def test_the_token_is_never_logged(pipeline, video, capsys, caplog):
-    job = new_job(pipeline)
+def test_the_token_is_never_logged(ctx, video, capsys, caplog):
+    job = new_job(ctx)
     token = make_callback_token(job.id, CALLBACK_KEYS)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     respx.get(RESULT_URL).mock(side_effect=[httpx.Response(500), httpx.Response(200, content=video)])
@@ -274,52 +275,52 @@ def test_the_token_is_never_logged(pipeline, video, capsys, caplog):
 
 @pytest.mark.parametrize("finished", [False, True], ids=["in-progress", "already-failed"])
 @respx.mock
-def test_task_id_mismatch_is_refused(pipeline, video, finished):
-    job = new_job(pipeline)
+def test_task_id_mismatch_is_refused(ctx, video, finished):
+    job = new_job(ctx)
     if finished:
-        pipeline.fail_job(job.id, "provider_error", "boom")
+        fail_job(ctx, job.id, "provider_error", "boom")
     status = respx.get(STATUS_URL).mock(return_value=provider_status())
     body = task_body()
     body["data"]["taskId"] = "someone-elses-task"
     answer = callback(job.id, body)
     assert answer["statusCode"] == 400 and answer["json"]["error"]["code"] == "task_mismatch"
     assert not status.called
-    assert_outcome(pipeline, job, "failed" if finished else "in_progress")
+    assert_outcome(ctx, job, "failed" if finished else "in_progress")
 
 
 # -- forged success with a valid token (the callback is only a hint) -----------------------------
 
 
 @respx.mock
-def test_forged_success_while_the_provider_is_still_working_plants_nothing(pipeline):
-    job = new_job(pipeline)
+def test_forged_success_while_the_provider_is_still_working_plants_nothing(ctx):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status("processing"))
     forged = respx.get(FORGED_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     answer = callback(job.id, task_body(urls=[FORGED_URL]))
     assert answer["statusCode"] == 503 and answer["headers"]["Retry-After"] == "30"
     assert not forged.called
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
 
 @respx.mock
-def test_forged_success_stores_the_providers_result_never_the_forged_url(pipeline, video):
-    job = new_job(pipeline)
+def test_forged_success_stores_the_providers_result_never_the_forged_url(ctx, video):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     forged = respx.get(FORGED_URL).mock(return_value=httpx.Response(200, content=mp4_bytes(999)))
     real = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
     assert callback(job.id, task_body(urls=[FORGED_URL]))["json"]["result"] == "succeeded"
     assert not forged.called and real.call_count == 1
-    assert_outcome(pipeline, job, "succeeded", stored=video)
+    assert_outcome(ctx, job, "succeeded", stored=video)
 
 
 @respx.mock
-def test_forged_success_for_a_failed_task_fails_the_job_with_the_providers_error(pipeline):
-    job = new_job(pipeline)
+def test_forged_success_for_a_failed_task_fails_the_job_with_the_providers_error(ctx):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status("failed", failCode="CONTENT_VIOLATION", failMsg="policy"))
     forged = respx.get(FORGED_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     assert callback(job.id, task_body(urls=[FORGED_URL]))["json"]["result"] == "failed"
     assert not forged.called
-    assert_outcome(pipeline, job, "failed", error="content_violation")
+    assert_outcome(ctx, job, "failed", error="content_violation")
 
 
 # -- malformed payloads --------------------------------------------------------------------------
@@ -348,51 +349,51 @@ def test_forged_success_for_a_failed_task_fails_the_job_with_the_providers_error
     ids=lambda v: v if isinstance(v, str) and len(v) < 20 else None,
 )
 @respx.mock
-def test_malformed_payloads_are_400_and_change_nothing(pipeline, body, field):
-    job = new_job(pipeline)
+def test_malformed_payloads_are_400_and_change_nothing(ctx, body, field):
+    job = new_job(ctx)
     status = respx.get(STATUS_URL).mock(return_value=provider_status())
     answer = callback(job.id, body)
     assert answer["statusCode"] == 400, answer["body"]
     assert answer["json"]["error"]["field"] == field
     assert not status.called
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe{}", b'{"data": "\xc3\x28"}'])
-def test_bodies_that_are_not_utf8_or_base64_are_400(pipeline, raw):
-    job = new_job(pipeline)
+def test_bodies_that_are_not_utf8_or_base64_are_400(ctx, raw):
+    job = new_job(ctx)
     assert callback(job.id, base64.b64encode(raw).decode(), base64_body=True)["statusCode"] == 400
     assert callback(job.id, "***not base64***", base64_body=True)["statusCode"] == 400
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
 
 @respx.mock
-def test_a_base64_encoded_callback_is_accepted(pipeline, video):
-    job = new_job(pipeline)
+def test_a_base64_encoded_callback_is_accepted(ctx, video):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
     encoded = base64.b64encode(json.dumps(task_body()).encode()).decode()
     assert callback(job.id, encoded, base64_body=True)["json"]["result"] == "succeeded"
-    assert_outcome(pipeline, job, "succeeded", stored=video)
+    assert_outcome(ctx, job, "succeeded", stored=video)
 
 
-def test_a_body_over_the_cap_is_413(pipeline):
-    job = new_job(pipeline)
+def test_a_body_over_the_cap_is_413(ctx):
+    job = new_job(ctx)
     body = task_body()
     body["pad"] = "x" * (64 * 1024)
     answer = callback(job.id, body)
     assert answer["statusCode"] == 413 and answer["json"]["error"]["code"] == "payload_too_large"
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
 
 # -- hostile result URLs (the provider's answer names them) ----------------------------------------
 
 
 @pytest.fixture
-def resolver(pipeline) -> Resolver:
+def resolver(ctx) -> Resolver:
     """Names the world resolves (no DNS); the pipeline's downloader uses them."""
     table = Resolver({"internal.provider.test": ["10.0.0.7"], "metadata.provider.test": ["169.254.169.254"]})
-    pipeline.downloader = SafeDownloader(pipeline.settings, resolver=table, network_backend=NoNetwork())  # type: ignore[arg-type]
+    ctx.downloader = SafeDownloader(ctx.settings, resolver=table, network_backend=NoNetwork())  # type: ignore[arg-type]
     return table
 
 
@@ -410,8 +411,8 @@ def resolver(pipeline) -> Resolver:
     ],
 )
 @respx.mock
-def test_unsafe_result_urls_fail_the_job_without_a_request(pipeline, resolver, url):
-    job = new_job(pipeline)
+def test_unsafe_result_urls_fail_the_job_without_a_request(ctx, resolver, url):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status(urls=[url]))
     for host in ("internal.provider.test", "metadata.provider.test"):
         respx.route(host=host).pass_through()
@@ -419,20 +420,20 @@ def test_unsafe_result_urls_fail_the_job_without_a_request(pipeline, resolver, u
     answer = callback(job.id, task_body(urls=[url]))
 
     assert answer["statusCode"] == 200 and answer["json"]["result"] == "failed"
-    job_now = assert_outcome(pipeline, job, "failed", error="download_failed")
+    job_now = assert_outcome(ctx, job, "failed", error="download_failed")
     assert "refused" in job_now.error.message
 
 
 @respx.mock
-def test_a_redirect_to_a_private_host_fails_the_job(pipeline, resolver):
-    job = new_job(pipeline)
+def test_a_redirect_to_a_private_host_fails_the_job(ctx, resolver):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     respx.get(RESULT_URL).mock(return_value=httpx.Response(302, headers={"Location": "https://internal.provider.test/admin"}))
     respx.route(host="internal.provider.test").pass_through()
 
     assert callback(job.id)["json"]["result"] == "failed"
 
-    job_now = assert_outcome(pipeline, job, "failed", error="download_failed")
+    job_now = assert_outcome(ctx, job, "failed", error="download_failed")
     assert "10.0.0.7" in job_now.error.message
     assert resolver.calls == ["internal.provider.test"]
 
@@ -447,13 +448,13 @@ def _pieces(body: bytes, size: int = 256 * 1024) -> Iterator[bytes]:
 
 @pytest.mark.parametrize("announced", [True, False], ids=["content-length", "chunked"])
 @respx.mock
-def test_an_oversized_download_fails_the_job(pipeline, monkeypatch, announced):
-    from videogen import service
+def test_an_oversized_download_fails_the_job(ctx, monkeypatch, announced):
+    from videogen import context as videogen_context
 
     monkeypatch.setenv("MAX_VIDEO_BYTES", str(6 * MIB))
-    service.reset()
-    pipeline = service.get_pipeline()
-    job = new_job(pipeline)
+    videogen_context.reset()
+    ctx = videogen_context.get_context()
+    job = new_job(ctx)
     body = mp4_bytes(12 * MIB)
     headers = {"Content-Length": str(len(body))} if announced else {}
     respx.get(STATUS_URL).mock(return_value=provider_status())
@@ -461,34 +462,34 @@ def test_an_oversized_download_fails_the_job(pipeline, monkeypatch, announced):
 
     assert callback(job.id)["json"]["result"] == "failed"
 
-    job_now = assert_outcome(pipeline, job, "failed", error="download_failed")
+    job_now = assert_outcome(ctx, job, "failed", error="download_failed")
     assert "cap" in job_now.error.message
 
 
 @respx.mock
-def test_html_served_as_video_mp4_fails_the_job(pipeline):
-    job = new_job(pipeline)
+def test_html_served_as_video_mp4_fails_the_job(ctx):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     page = b"<!DOCTYPE html><html><body>Your download is ready</body></html>" * 100
     respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=page, headers={"Content-Type": "video/mp4"}))
     assert callback(job.id)["json"]["result"] == "failed"
-    assert "not an MP4" in assert_outcome(pipeline, job, "failed", error="download_failed").error.message
+    assert "not an MP4" in assert_outcome(ctx, job, "failed", error="download_failed").error.message
 
 
 @pytest.mark.parametrize("status", [403, 410, 401])
 @respx.mock
-def test_a_result_that_is_gone_or_forbidden_fails_the_job(pipeline, status):
-    job = new_job(pipeline)
+def test_a_result_that_is_gone_or_forbidden_fails_the_job(ctx, status):
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     respx.get(RESULT_URL).mock(return_value=httpx.Response(status, text="AccessDenied"))
     assert callback(job.id)["json"]["result"] == "failed"
-    assert f"HTTP {status}" in assert_outcome(pipeline, job, "failed", error="download_failed").error.message
+    assert f"HTTP {status}" in assert_outcome(ctx, job, "failed", error="download_failed").error.message
 
 
 @respx.mock
-def test_a_truncated_download_stores_nothing_and_can_be_retried(pipeline, video):
+def test_a_truncated_download_stores_nothing_and_can_be_retried(ctx, video):
     # Given a result announced longer than what arrives (the connection closes early)
-    job = new_job(pipeline)
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     download = respx.get(RESULT_URL).mock(
         side_effect=[
@@ -500,12 +501,12 @@ def test_a_truncated_download_stores_nothing_and_can_be_retried(pipeline, video)
     # When the callback arrives (no workflow to hand off to): the provider is asked to retry
     first = callback(job.id)
     assert first["statusCode"] == 502 and first["json"]["error"]["code"] == "download_failed"
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
     # And the provider's retry stores the whole file
     assert callback(job.id)["json"]["result"] == "succeeded"
     assert download.call_count == 2
-    assert_outcome(pipeline, job, "succeeded", stored=video)
+    assert_outcome(ctx, job, "succeeded", stored=video)
 
 
 # -- provider faults while verifying ---------------------------------------------------------------
@@ -521,43 +522,43 @@ def test_a_truncated_download_stores_nothing_and_can_be_retried(pipeline, video)
     ids=["503", "429", "5xx-mix"],
 )
 @respx.mock
-def test_provider_429_and_5xx_while_verifying_leave_the_job_for_a_retry(pipeline, video, answers):
-    job = new_job(pipeline)
+def test_provider_429_and_5xx_while_verifying_leave_the_job_for_a_retry(ctx, video, answers):
+    job = new_job(ctx)
     status = respx.get(STATUS_URL).mock(side_effect=[*answers, provider_status()])
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
 
     first = callback(job.id)
     assert first["statusCode"] == 502 and first["json"]["error"]["code"] == "provider_unavailable"
     assert status.call_count == 3 and not download.called
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
     assert callback(job.id)["json"]["result"] == "succeeded"
-    assert_outcome(pipeline, job, "succeeded", stored=video)
+    assert_outcome(ctx, job, "succeeded", stored=video)
 
 
 @respx.mock
-def test_a_long_retry_after_is_not_cut_short(pipeline):
-    job = new_job(pipeline)
+def test_a_long_retry_after_is_not_cut_short(ctx):
+    job = new_job(ctx)
     status = respx.get(STATUS_URL).mock(return_value=httpx.Response(429, headers={"Retry-After": "120"}))
     answer = callback(job.id)
     assert answer["statusCode"] == 502
     assert answer["json"]["error"]["retry_after_seconds"] == 120
     assert status.call_count == 1  # not retried sooner than the provider asked
-    assert_outcome(pipeline, job, "in_progress")
+    assert_outcome(ctx, job, "in_progress")
 
 
 # -- AWS faults ------------------------------------------------------------------------------------
 
 
 @respx.mock
-def test_s3_failing_mid_upload_leaves_no_partial_object_and_no_orphan_upload(pipeline, monkeypatch):
+def test_s3_failing_mid_upload_leaves_no_partial_object_and_no_orphan_upload(ctx, monkeypatch):
     # Given an 11 MiB video and an S3 that refuses the second part once
-    from videogen import service
+    from videogen import context as videogen_context
 
     monkeypatch.setenv("PART_SIZE_BYTES", str(5 * MIB))
-    service.reset()
-    pipeline = service.get_pipeline()
-    job = new_job(pipeline)
+    videogen_context.reset()
+    ctx = videogen_context.get_context()
+    job = new_job(ctx)
     body = mp4_bytes(11 * MIB)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     respx.get(RESULT_URL).mock(side_effect=lambda request: httpx.Response(200, content=_pieces(body)))
@@ -576,21 +577,21 @@ def test_s3_failing_mid_upload_leaves_no_partial_object_and_no_orphan_upload(pip
     # When the callback stores it: the upload fails half-way and is aborted
     first = callback(job.id)
     assert first["statusCode"] == 502 and first["json"]["error"]["code"] == "download_failed"
-    assert failures and assert_outcome(pipeline, job, "in_progress")
+    assert failures and assert_outcome(ctx, job, "in_progress")
 
     # Then the provider's retry stores the whole video, once
     assert callback(job.id)["json"]["result"] == "succeeded"
-    assert_outcome(pipeline, job, "succeeded", stored=body)
+    assert_outcome(ctx, job, "succeeded", stored=body)
 
 
 @respx.mock
-def test_a_conditional_conflict_during_the_store_keeps_the_other_writers_state(pipeline, video):
+def test_a_conditional_conflict_during_the_store_keeps_the_other_writers_state(ctx, video):
     # Given a job that is failed by someone else (the workflow's deadline) while its video downloads
-    job = new_job(pipeline)
+    job = new_job(ctx)
     respx.get(STATUS_URL).mock(return_value=provider_status())
 
     def download(request: httpx.Request) -> httpx.Response:
-        assert pipeline.fail_job(job.id, "timed_out", "the workflow's deadline passed")
+        assert fail_job(ctx, job.id, "timed_out", "the workflow's deadline passed")
         return httpx.Response(200, content=video)
 
     respx.get(RESULT_URL).mock(side_effect=download)
@@ -600,30 +601,28 @@ def test_a_conditional_conflict_during_the_store_keeps_the_other_writers_state(p
 
     # Then the terminal state stands, and the object written for it is removed again
     assert answer["statusCode"] == 200 and answer["json"]["result"] == "ignored"
-    assert_outcome(pipeline, job, "failed", error="timed_out")
+    assert_outcome(ctx, job, "failed", error="timed_out")
 
 
 @respx.mock
-def test_a_store_lease_held_elsewhere_makes_the_callback_yield(pipeline, video):
-    job = new_job(pipeline)
-    assert pipeline.repo.claim_store(job.id, 600)
+def test_a_store_lease_held_elsewhere_makes_the_callback_yield(ctx, video):
+    job = new_job(ctx)
+    assert ctx.repo.claim_store(job.id, 600)
     respx.get(STATUS_URL).mock(return_value=provider_status())
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
     answer = callback(job.id)
     assert answer["statusCode"] == 200 and answer["json"]["result"] == "store already running"
     assert not download.called
-    assert pipeline.repo.get(job.id).status == "in_progress" and objects() == {}
+    assert ctx.repo.get(job.id).status == "in_progress" and objects() == {}
 
 
-def test_conditional_writes_never_move_a_terminal_job(pipeline):
+def test_conditional_writes_never_move_a_terminal_job(ctx):
     from videogen.models import StoredVideo
 
-    job = new_job(pipeline)
-    assert pipeline.repo.succeed(job.id, StoredVideo(bucket="videos", key=f"videos/{job.id}.mp4", bytes=1)) is not None
-    assert (
-        pipeline.repo.fail(job.id, __import__("videogen.models", fromlist=["JobError"]).JobError(code="x", message="y")) is None
-    )
-    assert pipeline.repo.start(job.id, "another-task") is None
-    assert pipeline.repo.record_progress(job.id, 5) is None
-    assert not pipeline.repo.claim_store(job.id, 60)
-    assert pipeline.repo.get(job.id).status == "succeeded"
+    job = new_job(ctx)
+    assert ctx.repo.succeed(job.id, StoredVideo(bucket="videos", key=f"videos/{job.id}.mp4", bytes=1)) is not None
+    assert ctx.repo.fail(job.id, __import__("videogen.models", fromlist=["JobError"]).JobError(code="x", message="y")) is None
+    assert ctx.repo.start(job.id, "another-task") is None
+    assert ctx.repo.record_progress(job.id, 5) is None
+    assert not ctx.repo.claim_store(job.id, 60)
+    assert ctx.repo.get(job.id).status == "succeeded"

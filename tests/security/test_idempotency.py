@@ -36,8 +36,8 @@ def accept(task_ids: list[str] | None = None) -> respx.Route:
     )
 
 
-def jobs(pipeline) -> list:
-    return pipeline.repo.list(limit=100)[0]
+def jobs(ctx) -> list:
+    return ctx.repo.list(limit=100)[0]
 
 
 def idempotency_records() -> list[dict[str, Any]]:
@@ -45,7 +45,7 @@ def idempotency_records() -> list[dict[str, Any]]:
 
 
 @respx.mock
-def test_same_key_and_body_answers_the_first_answer_once(pipeline):
+def test_same_key_and_body_answers_the_first_answer_once(ctx):
     # Given a provider that accepts tasks
     generate = accept()
 
@@ -60,7 +60,7 @@ def test_same_key_and_body_answers_the_first_answer_once(pipeline):
     assert second["headers"]["Idempotent-Replayed"] == "true"
     assert "Idempotent-Replayed" not in first["headers"]
     assert generate.call_count == 1
-    assert [job.id for job in jobs(pipeline)] == [first["json"]["id"]]
+    assert [job.id for job in jobs(ctx)] == [first["json"]["id"]]
     # And the record is kept in the template's table, with a TTL in the future
     (record,) = idempotency_records()
     assert record["status"]["S"] == "COMPLETED"
@@ -68,7 +68,7 @@ def test_same_key_and_body_answers_the_first_answer_once(pipeline):
 
 
 @respx.mock
-def test_same_key_with_reordered_json_is_the_same_request(pipeline):
+def test_same_key_with_reordered_json_is_the_same_request(ctx):
     generate = accept()
     first = submit('{"prompt": "a lighthouse in a storm", "route": "task", "seconds": 10, "orientation": "landscape"}')
     again = submit('{ "orientation":"landscape","seconds":10,"route":"task","prompt":"a lighthouse in a storm" }')
@@ -77,7 +77,7 @@ def test_same_key_with_reordered_json_is_the_same_request(pipeline):
 
 
 @respx.mock
-def test_same_key_different_body_is_422_and_creates_nothing(pipeline):
+def test_same_key_different_body_is_422_and_creates_nothing(ctx):
     generate = accept()
     first = submit()
 
@@ -91,11 +91,11 @@ def test_same_key_different_body_is_422_and_creates_nothing(pipeline):
     assert error["field"] == "Idempotency-Key"
     assert "different request body" in error["message"]
     assert generate.call_count == 1
-    assert [job.id for job in jobs(pipeline)] == [first["json"]["id"]]
+    assert [job.id for job in jobs(ctx)] == [first["json"]["id"]]
 
 
 @respx.mock
-def test_different_keys_or_no_key_create_separate_jobs(pipeline):
+def test_different_keys_or_no_key_create_separate_jobs(ctx):
     generate = accept()
     a = submit(key="key-a")
     b = submit(key="key-b")
@@ -107,7 +107,7 @@ def test_different_keys_or_no_key_create_separate_jobs(pipeline):
 
 
 @respx.mock
-def test_the_same_key_from_two_callers_does_not_collide(pipeline):
+def test_the_same_key_from_two_callers_does_not_collide(ctx):
     generate = accept()
     alice = submit(caller="arn:aws:iam::123456789012:user/alice")
     bob = submit(caller="arn:aws:iam::123456789012:user/bob")
@@ -117,17 +117,17 @@ def test_the_same_key_from_two_callers_does_not_collide(pipeline):
 
 @pytest.mark.parametrize("key", ["", "x" * 256, "tab\tinside", "naïve"])
 @respx.mock
-def test_malformed_key_is_400_and_creates_nothing(pipeline, key):
+def test_malformed_key_is_400_and_creates_nothing(ctx, key):
     generate = accept()
     response = submit(key=key)
     assert response["statusCode"] == 400
     assert response["json"]["error"]["field"] == "Idempotency-Key"
     assert not generate.called
-    assert jobs(pipeline) == [] and idempotency_records() == []
+    assert jobs(ctx) == [] and idempotency_records() == []
 
 
 @respx.mock
-def test_a_failed_attempt_is_not_remembered_so_the_retry_runs(pipeline):
+def test_a_failed_attempt_is_not_remembered_so_the_retry_runs(ctx):
     # Given a provider that is down for the first request, then accepts
     generate = respx.post(GENERATE).mock(
         side_effect=[httpx.Response(503)] * 3 + [httpx.Response(200, json={"code": 200, "data": {"taskId": "task-ok"}})]
@@ -141,11 +141,11 @@ def test_a_failed_attempt_is_not_remembered_so_the_retry_runs(pipeline):
     assert failed["statusCode"] == 502
     assert retried["statusCode"] == 202 and retried["json"]["provider_job_id"] == "task-ok"
     assert generate.call_count == 4
-    assert {job.status for job in jobs(pipeline)} == {"failed", "in_progress"}
+    assert {job.status for job in jobs(ctx)} == {"failed", "in_progress"}
 
 
 @respx.mock
-def test_a_concurrent_duplicate_gets_409_while_the_first_runs(pipeline):
+def test_a_concurrent_duplicate_gets_409_while_the_first_runs(ctx):
     # Given the provider call of the first request blocks until released
     entered, release = threading.Event(), threading.Event()
 
@@ -175,10 +175,10 @@ def test_a_concurrent_duplicate_gets_409_while_the_first_runs(pipeline):
 
 @respx.mock
 def test_without_an_idempotency_table_the_key_is_ignored(aws, monkeypatch):
-    from videogen import service
+    from videogen import context as videogen_context
 
     monkeypatch.delenv("IDEMPOTENCY_TABLE")
-    service.reset()
+    videogen_context.reset()
     generate = accept()
     assert submit()["statusCode"] == 202
     assert submit()["statusCode"] == 202

@@ -88,11 +88,11 @@ def test_only_the_job_s_own_token_verifies(token, job_id):
 
 @settings(STEADY, max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.one_of(payloads.map(json.dumps), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
-def test_the_callback_handler_answers_any_authenticated_body_without_a_5xx(pipeline, body):
+def test_the_callback_handler_answers_any_authenticated_body_without_a_5xx(ctx, body):
     # Given a job whose provider says "still processing" (so nothing is ever downloaded)
     job = Job.new(route="task", model="sora-2", prompt="a cat", seconds=10)
-    pipeline.repo.create(job)
-    pipeline.repo.start(job.id, "task-1")
+    ctx.repo.create(job)
+    ctx.repo.start(job.id, "task-1")
     event = load_event("callback-success")
     token = make_callback_token(job.id, CALLBACK_KEYS)
     event.update(
@@ -106,7 +106,7 @@ def test_the_callback_handler_answers_any_authenticated_body_without_a_5xx(pipel
         answer = invoke("callback", event)
     # Then the answer is a 4xx for a bad body, or the 503 "not final yet" for a good one
     assert answer["statusCode"] in (400, 503), answer["body"]
-    assert pipeline.repo.get(job.id).status == "in_progress"
+    assert ctx.repo.get(job.id).status == "in_progress"
 
 
 # -- Server-Sent Events -----------------------------------------------------------------------

@@ -121,19 +121,19 @@ def submit() -> dict[str, Any]:
     ],
 )
 @respx.mock
-def test_provider_4xx_is_a_clear_job_error(pipeline, status, body, message, code):
+def test_provider_4xx_is_a_clear_job_error(ctx, status, body, message, code):
     generate = respx.post(GENERATE).mock(return_value=httpx.Response(status, json=body))
     response = submit()
     assert response["statusCode"] == 422
     error = response["json"]["error"]
     assert error["code"] == "provider_rejected" and message in error["message"]
     assert generate.call_count == 1
-    job = pipeline.repo.get(error["job_id"])
+    job = ctx.repo.get(error["job_id"])
     assert job.status == "failed" and job.error.code == code and message in job.error.message
 
 
 @respx.mock
-def test_http_429_is_retried_and_a_body_level_429_fails_cleanly(pipeline):
+def test_http_429_is_retried_and_a_body_level_429_fails_cleanly(ctx):
     generate = respx.post(GENERATE).mock(
         side_effect=[
             httpx.Response(429, headers={"Retry-After": "0"}, json={"code": 429, "msg": "rate limited"}),
@@ -145,26 +145,26 @@ def test_http_429_is_retried_and_a_body_level_429_fails_cleanly(pipeline):
     # The body-level 429 is not retried by the loop (HTTP said 200): it fails the submit cleanly
     assert generate.call_count == 2
     assert response["statusCode"] == 502
-    job = pipeline.repo.get(response["json"]["error"]["job_id"])
+    job = ctx.repo.get(response["json"]["error"]["job_id"])
     assert job.status == "failed" and job.error.code == "provider_unavailable"
 
 
 @respx.mock
-def test_provider_429_with_a_long_retry_after_fails_fast_with_the_hint(pipeline):
+def test_provider_429_with_a_long_retry_after_fails_fast_with_the_hint(ctx):
     generate = respx.post(GENERATE).mock(return_value=httpx.Response(429, headers={"Retry-After": "90"}))
     response = submit()
     assert response["statusCode"] == 502
     error = response["json"]["error"]
     assert error["code"] == "provider_unavailable" and error["retry_after_seconds"] == 90
     assert generate.call_count == 1
-    assert pipeline.repo.get(error["job_id"]).status == "failed"
+    assert ctx.repo.get(error["job_id"]).status == "failed"
 
 
 @respx.mock
-def test_provider_5xx_every_time_fails_the_job_after_the_attempts(pipeline):
+def test_provider_5xx_every_time_fails_the_job_after_the_attempts(ctx):
     generate = respx.post(GENERATE).mock(return_value=httpx.Response(503, text="<html>busy</html>"))
     response = submit()
     assert response["statusCode"] == 502 and generate.call_count == 3
-    job = pipeline.repo.get(response["json"]["error"]["job_id"])
+    job = ctx.repo.get(response["json"]["error"]["job_id"])
     assert job.status == "failed" and job.error.code == "provider_unavailable"
     assert json.loads(response["body"])["error"]["message"].endswith("(HTTP 503)")

@@ -5,7 +5,7 @@ the callback racing the poller are ``test_lost_callback_is_completed_by_the_fall
 ``test_callback_arriving_while_the_workflow_polls_stores_once`` in
 ``tests/workflow/test_job_workflow.py``; the cases here add what the safe downloader and the
 store path must guarantee once the workflow has the job. ``sfn`` (moto running the state
-machine) and ``pipeline`` are the workflow suite's fixtures, imported here.
+machine) and ``ctx`` are the workflow suite's fixtures, imported here.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import respx
 from botocore.exceptions import ClientError
 
 from tests.conftest import CALLBACK_KEYS, invoke, load_event, mp4_bytes
-from tests.workflow.conftest import open_uploads, pipeline, sfn, stored_objects  # noqa: F401 - fixtures
+from tests.workflow.conftest import ctx, open_uploads, sfn, stored_objects  # noqa: F401 - fixtures
 from videogen import aws
 from videogen.models import Job
 from videogen.security import make_callback_token
@@ -62,9 +62,9 @@ def truncated(body: bytes) -> httpx.Response:
 
 
 @respx.mock
-def test_a_download_that_stays_truncated_ends_failed_with_an_empty_bucket(sfn, pipeline):  # noqa: F811
+def test_a_download_that_stays_truncated_ends_failed_with_an_empty_bucket(sfn, ctx):  # noqa: F811
     # Given a result that always arrives cut short
-    job = task_job(pipeline)
+    job = task_job(ctx)
     video = mp4_bytes(300_000)
     respx.get(STATUS_URL).mock(return_value=status())
     download = respx.get(RESULT_URL).mock(side_effect=lambda request: truncated(video))
@@ -75,7 +75,7 @@ def test_a_download_that_stays_truncated_ends_failed_with_an_empty_bucket(sfn, p
 
     # Then the workflow retries, gives up, and fails the job: nothing in the bucket
     assert sfn.wait(f"{job.id}-store")["status"] in ("SUCCEEDED", "FAILED")
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "failed" and stored.error.code == "download_failed"
     assert "truncated" in stored.error.message
     assert download.call_count > 1
@@ -83,14 +83,14 @@ def test_a_download_that_stays_truncated_ends_failed_with_an_empty_bucket(sfn, p
 
 
 @respx.mock
-def test_s3_failing_mid_upload_in_the_callback_is_completed_by_the_workflow(sfn, pipeline, monkeypatch):  # noqa: F811
+def test_s3_failing_mid_upload_in_the_callback_is_completed_by_the_workflow(sfn, ctx, monkeypatch):  # noqa: F811
     # Given an S3 that refuses one part of the callback's multipart upload
     monkeypatch.setenv("PART_SIZE_BYTES", str(5 * MIB))
-    from videogen import service
+    from videogen import context as videogen_context
 
-    service.reset()
-    pipeline = service.get_pipeline()
-    job = task_job(pipeline)
+    videogen_context.reset()
+    ctx = videogen_context.get_context()
+    job = task_job(ctx)
     video = mp4_bytes(11 * MIB)
     respx.get(STATUS_URL).mock(return_value=status())
     respx.get(RESULT_URL).mock(side_effect=lambda request: httpx.Response(200, content=video))
@@ -112,16 +112,16 @@ def test_s3_failing_mid_upload_in_the_callback_is_completed_by_the_workflow(sfn,
 
     # Then the aborted upload left nothing, and the workflow's store wrote the one object
     assert sfn.wait(f"{job.id}-store")["status"] == "SUCCEEDED"
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert refused and stored.status == "succeeded" and stored.video.bytes == len(video)
     assert [(o["Key"], o["Size"]) for o in stored_objects()] == [(f"videos/{job.id}.mp4", len(video))]
     assert open_uploads() == []
 
 
 @respx.mock
-def test_an_unsafe_url_found_by_the_poller_fails_the_job_without_retries(sfn, pipeline):  # noqa: F811
+def test_an_unsafe_url_found_by_the_poller_fails_the_job_without_retries(sfn, ctx):  # noqa: F811
     # Given a lost callback, and a provider whose status answer names the metadata service
-    job = task_job(pipeline)
+    job = task_job(ctx)
     poll = respx.get(STATUS_URL).mock(return_value=status(url="https://169.254.169.254/latest/meta-data/"))
 
     # When the workflow polls and tries to store it
@@ -129,7 +129,7 @@ def test_an_unsafe_url_found_by_the_poller_fails_the_job_without_retries(sfn, pi
     sfn.wait(job.id)
 
     # Then the safe downloader refused it once and the job failed at once: nothing stored
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "failed" and stored.error.code == "download_failed"
     assert "refused" in stored.error.message
     assert poll.called and sfn.retry_sleeps == []

@@ -19,13 +19,13 @@ RESULT_URL = "https://cdn.provider.test/results/ab12cd.mp4"
 STATUS_URL = "https://task.provider.test/api/v1/statusTask/sora-2"
 
 
-def make_job(pipeline, *, provider_job_id: str | None = TASK_ID, job_id: str = JOB_ID) -> Job:
+def make_job(ctx, *, provider_job_id: str | None = TASK_ID, job_id: str = JOB_ID) -> Job:
     job = Job.new(route="task", model="sora-2", prompt="a cat", seconds=10, orientation="landscape")
     job = job.model_copy(update={"id": job_id})
-    pipeline.repo.create(job)
+    ctx.repo.create(job)
     if provider_job_id:
-        pipeline.repo.start(job_id, provider_job_id)
-    return pipeline.repo.get(job_id)
+        ctx.repo.start(job_id, provider_job_id)
+    return ctx.repo.get(job_id)
 
 
 def callback_event(
@@ -61,9 +61,9 @@ def open_uploads() -> list:
 
 
 @respx.mock
-def test_success_callback_stores_mp4_and_succeeds_job(pipeline):
+def test_success_callback_stores_mp4_and_succeeds_job(ctx):
     # Given a task job in progress, and a provider that confirms success and serves the MP4
-    make_job(pipeline)
+    make_job(ctx)
     video = mp4_bytes(100_000)
     respx.get(STATUS_URL).mock(return_value=status_answer())
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
@@ -75,7 +75,7 @@ def test_success_callback_stores_mp4_and_succeeds_job(pipeline):
     assert response["statusCode"] == 200, response["body"]
     assert response["json"]["result"] == "succeeded"
     assert download.call_count == 1
-    job = pipeline.repo.get(JOB_ID)
+    job = ctx.repo.get(JOB_ID)
     assert job.status == "succeeded"
     assert job.video.key == f"videos/{JOB_ID}.mp4" and job.video.bytes == len(video)
     assert job.progress == 100 and job.completed_at
@@ -86,14 +86,14 @@ def test_success_callback_stores_mp4_and_succeeds_job(pipeline):
 
 
 @respx.mock
-def test_failed_callback_fails_job_with_mapped_code(pipeline):
-    make_job(pipeline)
+def test_failed_callback_fails_job_with_mapped_code(ctx):
+    make_job(ctx)
     respx.get(STATUS_URL).mock(
         return_value=status_answer("failed", failCode="CONTENT_VIOLATION", failMsg="The prompt violates the content policy.")
     )
     response = invoke("callback", callback_event("callback-failed"))
     assert response["statusCode"] == 200
-    job = pipeline.repo.get(JOB_ID)
+    job = ctx.repo.get(JOB_ID)
     assert job.status == "failed"
     assert job.error.code == "content_violation"
     assert job.error.message == "The prompt violates the content policy."
@@ -105,24 +105,24 @@ def test_failed_callback_fails_job_with_mapped_code(pipeline):
     [("INVALID_IMAGE_URL", "invalid_image_url"), ("SOMETHING_ELSE", "provider_error"), (None, "provider_error")],
 )
 @respx.mock
-def test_fail_codes_are_mapped(pipeline, fail_code, expected):
-    make_job(pipeline)
+def test_fail_codes_are_mapped(ctx, fail_code, expected):
+    make_job(ctx)
     respx.get(STATUS_URL).mock(return_value=status_answer("failed", failCode=fail_code, failMsg="nope"))
     body = json.dumps(
         {"code": 200, "msg": "success", "data": {"taskId": TASK_ID, "state": "failed", "failCode": fail_code, "failMsg": "nope"}}
     )
     assert invoke("callback", callback_event(body=body))["statusCode"] == 200
-    assert pipeline.repo.get(JOB_ID).error.code == expected
+    assert ctx.repo.get(JOB_ID).error.code == expected
 
 
 @respx.mock
-def test_bare_data_form_is_accepted(pipeline):
-    make_job(pipeline)
+def test_bare_data_form_is_accepted(ctx):
+    make_job(ctx)
     respx.get(STATUS_URL).mock(return_value=status_answer())
     respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     bare = json.loads(load_event("callback-success")["body"])["data"]
     assert invoke("callback", callback_event(body=json.dumps(bare)))["statusCode"] == 200
-    assert pipeline.repo.get(JOB_ID).status == "succeeded"
+    assert ctx.repo.get(JOB_ID).status == "succeeded"
 
 
 @pytest.mark.parametrize(
@@ -130,8 +130,8 @@ def test_bare_data_form_is_accepted(pipeline):
     [(None, 401), ("", 401), ("garbage", 401), ("v1.AAAA", 401), ("v9.abc", 401), ("other-job", 401)],
 )
 @respx.mock
-def test_bad_tokens_are_refused_and_touch_nothing(pipeline, token, status):
-    make_job(pipeline)
+def test_bad_tokens_are_refused_and_touch_nothing(ctx, token, status):
+    make_job(ctx)
     status_route = respx.get(STATUS_URL).mock(return_value=status_answer())
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     if token == "other-job":
@@ -140,20 +140,20 @@ def test_bad_tokens_are_refused_and_touch_nothing(pipeline, token, status):
     assert response["statusCode"] == status
     assert response["json"]["error"]["code"] == "unauthorized"
     assert not status_route.called and not download.called
-    assert pipeline.repo.get(JOB_ID).status == "in_progress"
+    assert ctx.repo.get(JOB_ID).status == "in_progress"
 
 
-def test_rotated_key_still_verifies_old_tokens(pipeline, monkeypatch):
+def test_rotated_key_still_verifies_old_tokens(ctx, monkeypatch):
     import boto3 as _boto3
 
-    from videogen import service
+    from videogen import context as videogen_context
 
-    make_job(pipeline)
+    make_job(ctx)
     old_token = make_callback_token(JOB_ID, CALLBACK_KEYS)
     _boto3.client("secretsmanager").put_secret_value(
         SecretId="videogen/callback-keys", SecretString=json.dumps({"active": "v2", "v2": "new-key", "v1": CALLBACK_KEYS["v1"]})
     )
-    service.reset()
+    videogen_context.reset()
     with respx.mock:
         respx.get(STATUS_URL).mock(return_value=status_answer())
         respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
@@ -170,92 +170,92 @@ def test_rotated_key_still_verifies_old_tokens(pipeline, monkeypatch):
         (json.dumps({"data": {"taskId": TASK_ID, "state": "exploded"}}), "data.state"),
     ],
 )
-def test_malformed_payloads_get_400_and_change_nothing(pipeline, body, field):
-    make_job(pipeline)
+def test_malformed_payloads_get_400_and_change_nothing(ctx, body, field):
+    make_job(ctx)
     response = invoke("callback", callback_event(body=body))
     assert response["statusCode"] == 400
     assert response["json"]["error"]["field"] == field
-    assert pipeline.repo.get(JOB_ID).status == "in_progress"
+    assert ctx.repo.get(JOB_ID).status == "in_progress"
 
 
-def test_body_over_the_cap_is_refused(pipeline):
-    make_job(pipeline)
+def test_body_over_the_cap_is_refused(ctx):
+    make_job(ctx)
     response = invoke(
         "callback", callback_event(body=json.dumps({"data": {"taskId": TASK_ID, "state": "success", "pad": "x" * 70_000}}))
     )
     assert response["statusCode"] == 413
-    assert pipeline.repo.get(JOB_ID).status == "in_progress"
+    assert ctx.repo.get(JOB_ID).status == "in_progress"
 
 
-def test_task_id_mismatch_is_refused(pipeline):
-    make_job(pipeline)
+def test_task_id_mismatch_is_refused(ctx):
+    make_job(ctx)
     body = json.dumps({"code": 200, "data": {"taskId": "someone-elses-task", "state": "failed", "failCode": "X"}})
     response = invoke("callback", callback_event(body=body))
     assert response["statusCode"] == 400
     assert response["json"]["error"]["code"] == "task_mismatch"
-    assert pipeline.repo.get(JOB_ID).status == "in_progress"
+    assert ctx.repo.get(JOB_ID).status == "in_progress"
 
 
-def test_unknown_job_with_valid_token_is_404(pipeline):
+def test_unknown_job_with_valid_token_is_404(ctx):
     response = invoke("callback", callback_event(job_id="f" * 32))
     assert response["statusCode"] == 404
 
 
-def test_callback_before_task_is_bound_asks_for_retry(pipeline):
-    make_job(pipeline, provider_job_id=None)
+def test_callback_before_task_is_bound_asks_for_retry(ctx):
+    make_job(ctx, provider_job_id=None)
     response = invoke("callback", callback_event())
     assert response["statusCode"] == 503
-    assert pipeline.repo.get(JOB_ID).status == "queued"
+    assert ctx.repo.get(JOB_ID).status == "queued"
 
 
 @respx.mock
-def test_duplicate_callback_is_a_2xx_no_op(pipeline):
-    make_job(pipeline)
+def test_duplicate_callback_is_a_2xx_no_op(ctx):
+    make_job(ctx)
     respx.get(STATUS_URL).mock(return_value=status_answer())
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     first = invoke("callback", callback_event())
-    stored = pipeline.repo.get(JOB_ID)
+    stored = ctx.repo.get(JOB_ID)
     second = invoke("callback", callback_event())
     assert first["statusCode"] == second["statusCode"] == 200
     assert second["json"]["result"].startswith("ignored")
     assert download.call_count == 1
-    assert pipeline.repo.get(JOB_ID).model_dump() == stored.model_dump()
+    assert ctx.repo.get(JOB_ID).model_dump() == stored.model_dump()
     assert objects() == [f"videos/{JOB_ID}.mp4"]
 
 
 @respx.mock
-def test_late_failed_callback_after_success_changes_nothing(pipeline):
-    make_job(pipeline)
+def test_late_failed_callback_after_success_changes_nothing(ctx):
+    make_job(ctx)
     respx.get(STATUS_URL).mock(return_value=status_answer())
     respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     invoke("callback", callback_event())
-    stored = pipeline.repo.get(JOB_ID)
+    stored = ctx.repo.get(JOB_ID)
     response = invoke("callback", callback_event("callback-failed"))
     assert response["statusCode"] == 200
-    assert pipeline.repo.get(JOB_ID).model_dump() == stored.model_dump()
+    assert ctx.repo.get(JOB_ID).model_dump() == stored.model_dump()
 
 
 @respx.mock
-def test_forged_success_is_checked_against_the_provider(pipeline):
+def test_forged_success_is_checked_against_the_provider(ctx):
     # A success callback whose task the provider still reports as processing plants nothing.
-    make_job(pipeline)
+    make_job(ctx)
     respx.get(STATUS_URL).mock(return_value=status_answer("processing"))
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=mp4_bytes()))
     response = invoke("callback", callback_event())
     assert response["statusCode"] == 503
     assert not download.called
-    assert pipeline.repo.get(JOB_ID).status == "in_progress"
+    assert ctx.repo.get(JOB_ID).status == "in_progress"
 
 
 @respx.mock
-def test_transfer_failing_half_way_leaves_no_object_and_no_upload(pipeline, monkeypatch):
+def test_transfer_failing_half_way_leaves_no_object_and_no_upload(ctx, monkeypatch):
     # Given a download that breaks after several MiB (more than one part was uploaded)
     monkeypatch.setenv("PART_SIZE_BYTES", str(5 * 1024 * 1024))
-    from videogen import service
+    from videogen import context as videogen_context
 
-    service.reset()
-    pipeline = service.get_pipeline()
-    make_job(pipeline)
+    videogen_context.reset()
+    ctx = videogen_context.get_context()
+    make_job(ctx)
     respx.get(STATUS_URL).mock(return_value=status_answer())
 
     def broken_stream():
@@ -272,14 +272,14 @@ def test_transfer_failing_half_way_leaves_no_object_and_no_upload(pipeline, monk
     assert response["statusCode"] == 502
     assert objects() == []
     assert open_uploads() == []
-    job = pipeline.repo.get(JOB_ID)
+    job = ctx.repo.get(JOB_ID)
     assert job.status == "in_progress"
     assert job.store_lease_until is None
 
 
 @respx.mock
-def test_non_mp4_result_is_not_stored(pipeline):
-    make_job(pipeline)
+def test_non_mp4_result_is_not_stored(ctx):
+    make_job(ctx)
     respx.get(STATUS_URL).mock(return_value=status_answer())
     respx.get(RESULT_URL).mock(
         return_value=httpx.Response(200, content=b"<html>" + b"x" * 5000, headers={"content-type": "video/mp4"})
@@ -289,5 +289,5 @@ def test_non_mp4_result_is_not_stored(pipeline):
     assert response["statusCode"] == 200
     assert response["json"]["result"] == "failed"
     assert objects() == [] and open_uploads() == []
-    job = pipeline.repo.get(JOB_ID)
+    job = ctx.repo.get(JOB_ID)
     assert job.status == "failed" and job.error.code == "download_failed"

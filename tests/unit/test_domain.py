@@ -17,62 +17,62 @@ from videogen.settings import Settings
 KEYS = {"active": "v2", "v2": "new", "v1": "old"}
 
 
-def new_job(pipeline) -> Job:
+def new_job(ctx) -> Job:
     job = Job.new(route="task", model="sora-2", prompt="p", seconds=10)
-    pipeline.repo.create(job)
+    ctx.repo.create(job)
     return job
 
 
-def test_terminal_states_never_change(pipeline):
-    job = new_job(pipeline)
-    assert pipeline.repo.start(job.id, "t1") is not None
-    assert pipeline.repo.fail(job.id, JobError(code="provider_error", message="x")) is not None
-    assert pipeline.repo.succeed(job.id, StoredVideo(bucket="b", key="k", bytes=1)) is None
-    assert pipeline.repo.fail(job.id, JobError(code="other", message="y")) is None
-    assert pipeline.repo.record_progress(job.id, 50) is None
-    stored = pipeline.repo.get(job.id)
+def test_terminal_states_never_change(ctx):
+    job = new_job(ctx)
+    assert ctx.repo.start(job.id, "t1") is not None
+    assert ctx.repo.fail(job.id, JobError(code="provider_error", message="x")) is not None
+    assert ctx.repo.succeed(job.id, StoredVideo(bucket="b", key="k", bytes=1)) is None
+    assert ctx.repo.fail(job.id, JobError(code="other", message="y")) is None
+    assert ctx.repo.record_progress(job.id, 50) is None
+    stored = ctx.repo.get(job.id)
     assert stored.status == JobStatus.FAILED and stored.error.code == "provider_error"
 
 
-def test_start_only_from_queued(pipeline):
-    job = new_job(pipeline)
-    assert pipeline.repo.start(job.id, "t1").provider_job_id == "t1"
-    assert pipeline.repo.start(job.id, "t2") is None
-    assert pipeline.repo.get(job.id).provider_job_id == "t1"
+def test_start_only_from_queued(ctx):
+    job = new_job(ctx)
+    assert ctx.repo.start(job.id, "t1").provider_job_id == "t1"
+    assert ctx.repo.start(job.id, "t2") is None
+    assert ctx.repo.get(job.id).provider_job_id == "t1"
 
 
-def test_create_never_overwrites(pipeline):
-    job = new_job(pipeline)
+def test_create_never_overwrites(ctx):
+    job = new_job(ctx)
     with pytest.raises(Exception, match="ConditionalCheckFailed"):
-        pipeline.repo.create(job)
+        ctx.repo.create(job)
 
 
-def test_store_lease_is_exclusive_until_released(pipeline):
-    job = new_job(pipeline)
-    assert pipeline.repo.claim_store(job.id, 60) is False  # queued jobs are not stored
-    pipeline.repo.start(job.id, "t1")
-    assert pipeline.repo.claim_store(job.id, 60) is True
-    assert pipeline.repo.claim_store(job.id, 60) is False
-    pipeline.repo.release_store(job.id)
-    assert pipeline.repo.claim_store(job.id, 60) is True
+def test_store_lease_is_exclusive_until_released(ctx):
+    job = new_job(ctx)
+    assert ctx.repo.claim_store(job.id, 60) is False  # queued jobs are not stored
+    ctx.repo.start(job.id, "t1")
+    assert ctx.repo.claim_store(job.id, 60) is True
+    assert ctx.repo.claim_store(job.id, 60) is False
+    ctx.repo.release_store(job.id)
+    assert ctx.repo.claim_store(job.id, 60) is True
 
 
-def test_expired_lease_can_be_taken_over(pipeline):
-    job = new_job(pipeline)
-    pipeline.repo.start(job.id, "t1")
-    assert pipeline.repo.claim_store(job.id, -1) is True
-    assert pipeline.repo.claim_store(job.id, 60) is True
+def test_expired_lease_can_be_taken_over(ctx):
+    job = new_job(ctx)
+    ctx.repo.start(job.id, "t1")
+    assert ctx.repo.claim_store(job.id, -1) is True
+    assert ctx.repo.claim_store(job.id, 60) is True
 
 
-def test_progress_is_clamped(pipeline):
-    job = new_job(pipeline)
-    pipeline.repo.start(job.id, "t1")
-    assert pipeline.repo.record_progress(job.id, 250).progress == 100
+def test_progress_is_clamped(ctx):
+    job = new_job(ctx)
+    ctx.repo.start(job.id, "t1")
+    assert ctx.repo.record_progress(job.id, 250).progress == 100
 
 
-def test_ttl_is_set(pipeline):
-    job = new_job(pipeline)
-    item = pipeline.repo.table.get_item(Key={"id": job.id})["Item"]
+def test_ttl_is_set(ctx):
+    job = new_job(ctx)
+    item = ctx.repo.table.get_item(Key={"id": job.id})["Item"]
     assert int(item["expires_at"]) > 0
 
 

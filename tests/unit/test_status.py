@@ -27,20 +27,20 @@ def list_event(**params: str) -> dict:
     return event
 
 
-def add_job(pipeline, job_id: str | None = None, **fields) -> Job:
+def add_job(ctx, job_id: str | None = None, **fields) -> Job:
     job = Job.new(route="task", model="sora-2", prompt="a cat", seconds=10, **fields)
     if job_id:
         job = job.model_copy(update={"id": job_id})
-    pipeline.repo.create(job)
+    ctx.repo.create(job)
     time.sleep(0.002)  # distinct created_at values
     return job
 
 
-def test_sample_event_returns_succeeded_job_with_presigned_url(pipeline):
-    add_job(pipeline, JOB_ID)
-    pipeline.repo.start(JOB_ID, "task-1")
+def test_sample_event_returns_succeeded_job_with_presigned_url(ctx):
+    add_job(ctx, JOB_ID)
+    ctx.repo.start(JOB_ID, "task-1")
     boto3.client("s3").put_object(Bucket="videos", Key=f"videos/{JOB_ID}.mp4", Body=b"data")
-    pipeline.repo.succeed(JOB_ID, StoredVideo(bucket="videos", key=f"videos/{JOB_ID}.mp4", bytes=4))
+    ctx.repo.succeed(JOB_ID, StoredVideo(bucket="videos", key=f"videos/{JOB_ID}.mp4", bytes=4))
 
     response = invoke("status", load_event("status-get"))
 
@@ -68,23 +68,23 @@ def test_sample_event_returns_succeeded_job_with_presigned_url(pipeline):
         assert field in job
 
 
-def test_unknown_job_is_404(pipeline):
+def test_unknown_job_is_404(ctx):
     response = invoke("status", get_event("nope"))
     assert response["statusCode"] == 404
     assert response["json"]["error"]["code"] == "not_found"
 
 
-def test_failed_job_shows_its_error(pipeline):
-    job = add_job(pipeline)
-    pipeline.repo.fail(job.id, JobError(code="content_violation", message="no"))
+def test_failed_job_shows_its_error(ctx):
+    job = add_job(ctx)
+    ctx.repo.fail(job.id, JobError(code="content_violation", message="no"))
     body = invoke("status", get_event(job.id))["json"]
     assert (
         body["status"] == "failed" and body["error"] == {"code": "content_violation", "message": "no"} and body["video"] is None
     )
 
 
-def test_list_is_newest_first_and_paginates(pipeline):
-    ids = [add_job(pipeline).id for _ in range(5)]
+def test_list_is_newest_first_and_paginates(ctx):
+    ids = [add_job(ctx).id for _ in range(5)]
     first = invoke("status", list_event(limit="2"))["json"]
     assert [j["id"] for j in first["jobs"]] == ids[::-1][:2]
     second = invoke("status", list_event(limit="2", next_token=first["next_token"]))["json"]
@@ -93,23 +93,23 @@ def test_list_is_newest_first_and_paginates(pipeline):
     assert seen == ids[::-1]
 
 
-def test_list_filters_by_status(pipeline):
-    a = add_job(pipeline)
-    b = add_job(pipeline)
-    pipeline.repo.fail(a.id, JobError(code="provider_error", message="x"))
+def test_list_filters_by_status(ctx):
+    a = add_job(ctx)
+    b = add_job(ctx)
+    ctx.repo.fail(a.id, JobError(code="provider_error", message="x"))
     failed = invoke("status", list_event(status="failed"))["json"]["jobs"]
     queued = invoke("status", list_event(status="queued"))["json"]["jobs"]
     assert [j["id"] for j in failed] == [a.id]
     assert [j["id"] for j in queued] == [b.id]
 
 
-def test_sample_list_event(pipeline):
+def test_sample_list_event(ctx):
     response = invoke("status", load_event("status-list"))
     assert response["statusCode"] == 200
     assert response["json"] == {"jobs": [], "next_token": None}
 
 
-def test_bad_list_parameters_are_400(pipeline):
+def test_bad_list_parameters_are_400(ctx):
     for params, field in (
         ({"status": "done"}, "status"),
         ({"limit": "0"}, "limit"),

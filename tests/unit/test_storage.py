@@ -17,7 +17,8 @@ from moto import mock_aws
 
 from tests.conftest import mp4_bytes
 from tests.template import bucket_lifecycle
-from videogen import aws, service, storage
+from videogen import aws, storage
+from videogen import context as videogen_context
 from videogen.errors import DeadlineExceeded, TransferFailed
 from videogen.safe_http import DownloadRefused, SafeDownloader
 from videogen.settings import Settings
@@ -98,12 +99,12 @@ class S3Calls:
 @pytest.fixture
 def video_bucket() -> Iterator[None]:
     """Just the video bucket as template.yaml defines it: storage touches nothing else."""
-    service.reset()
+    videogen_context.reset()
     with mock_aws():
         s3().create_bucket(Bucket="videos")
         s3().put_bucket_lifecycle_configuration(Bucket="videos", LifecycleConfiguration=bucket_lifecycle())
         yield
-    service.reset()
+    videogen_context.reset()
 
 
 @pytest.fixture

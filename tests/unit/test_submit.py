@@ -25,13 +25,13 @@ def submit(body: dict | None = None, raw: str | None = None) -> dict:
     return invoke("submit", event)
 
 
-def stored_jobs(pipeline) -> list:
-    jobs, _ = pipeline.repo.list(limit=100)
+def stored_jobs(ctx) -> list:
+    jobs, _ = ctx.repo.list(limit=100)
     return jobs
 
 
 @respx.mock
-def test_submit_sample_event_starts_task_and_answers_202(pipeline):
+def test_submit_sample_event_starts_task_and_answers_202(ctx):
     # Given a provider that accepts the task
     route = respx.post(GENERATE).mock(
         return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": "task-1"}})
@@ -65,15 +65,15 @@ def test_submit_sample_event_starts_task_and_answers_202(pipeline):
     assert callback.path == f"/callbacks/{job['id']}"
     token = parse_qs(callback.query)["token"][0]
     assert verify_callback_token(job["id"], token, CALLBACK_KEYS)
-    assert pipeline.repo.get(job["id"]).status == "in_progress"
+    assert ctx.repo.get(job["id"]).status == "in_progress"
 
 
 @respx.mock
 def test_public_base_url_overrides_request_domain(aws, monkeypatch):
     monkeypatch.setenv("PUBLIC_BASE_URL", "https://videos.example.com/")
-    from videogen import service
+    from videogen import context as videogen_context
 
-    service.reset()
+    videogen_context.reset()
     route = respx.post(GENERATE).mock(return_value=httpx.Response(200, json={"code": 200, "data": {"taskId": "t"}}))
     assert submit()["statusCode"] == 202
     assert json.loads(route.calls.last.request.content)["callback_url"].startswith("https://videos.example.com/callbacks/")
@@ -97,7 +97,7 @@ def test_public_base_url_overrides_request_domain(aws, monkeypatch):
     ],
 )
 @respx.mock
-def test_bad_requests_get_400_naming_the_field_and_leave_nothing(pipeline, body, field):
+def test_bad_requests_get_400_naming_the_field_and_leave_nothing(ctx, body, field):
     route = respx.post(GENERATE).mock(return_value=httpx.Response(200, json={"code": 200, "data": {"taskId": "t"}}))
     response = submit({"route": "task", **body} if "route" not in body else body)
     assert response["statusCode"] == 400, response["body"]
@@ -105,46 +105,46 @@ def test_bad_requests_get_400_naming_the_field_and_leave_nothing(pipeline, body,
     assert error["code"] == "invalid_request"
     assert error["field"] == field
     assert not route.called
-    assert stored_jobs(pipeline) == []
+    assert stored_jobs(ctx) == []
 
 
-def test_allowed_values_are_named(pipeline):
+def test_allowed_values_are_named(ctx):
     response = submit({"prompt": "cat", "route": "task", "seconds": 8})
     assert response["json"]["error"]["allowed"] == [10, 15]
     response = submit({"prompt": "cat", "route": "task", "model": "nope"})
     assert "sora-2" in response["json"]["error"]["allowed"]
 
 
-def test_malformed_json_body(pipeline):
+def test_malformed_json_body(ctx):
     response = submit(raw="{not json")
     assert response["statusCode"] == 400
     assert response["json"]["error"]["code"] == "invalid_request"
-    assert stored_jobs(pipeline) == []
+    assert stored_jobs(ctx) == []
 
 
 @respx.mock
-def test_provider_4xx_fails_the_job_with_its_message(pipeline):
+def test_provider_4xx_fails_the_job_with_its_message(ctx):
     respx.post(GENERATE).mock(return_value=httpx.Response(400, json={"code": 400, "msg": "prompt flagged by moderation"}))
     response = submit()
     assert response["statusCode"] == 422
     error = response["json"]["error"]
     assert "prompt flagged by moderation" in error["message"]
-    job = pipeline.repo.get(error["job_id"])
+    job = ctx.repo.get(error["job_id"])
     assert job.status == "failed"
     assert job.error.code == "content_violation"  # a moderation refusal is named so (issue 5)
     assert "prompt flagged" in job.error.message
 
 
 @respx.mock
-def test_provider_code_in_body_is_honoured(pipeline):
+def test_provider_code_in_body_is_honoured(ctx):
     respx.post(GENERATE).mock(return_value=httpx.Response(200, json={"code": 401, "msg": "invalid api key"}))
     response = submit()
     assert response["statusCode"] == 422
-    assert pipeline.repo.get(response["json"]["error"]["job_id"]).status == "failed"
+    assert ctx.repo.get(response["json"]["error"]["job_id"]).status == "failed"
 
 
 @respx.mock
-def test_provider_5xx_then_success_is_retried(pipeline):
+def test_provider_5xx_then_success_is_retried(ctx):
     route = respx.post(GENERATE).mock(
         side_effect=[
             httpx.Response(503),
@@ -159,40 +159,40 @@ def test_provider_5xx_then_success_is_retried(pipeline):
 
 
 @respx.mock
-def test_provider_keeps_failing_job_ends_failed(pipeline):
+def test_provider_keeps_failing_job_ends_failed(ctx):
     route = respx.post(GENERATE).mock(return_value=httpx.Response(500, text="boom"))
     response = submit()
     assert response["statusCode"] == 502
     assert route.call_count == 3
-    job = pipeline.repo.get(response["json"]["error"]["job_id"])
+    job = ctx.repo.get(response["json"]["error"]["job_id"])
     assert job.status == "failed" and job.error.code == "provider_unavailable"
 
 
 @respx.mock
-def test_provider_unreachable_job_ends_failed(pipeline):
+def test_provider_unreachable_job_ends_failed(ctx):
     respx.post(GENERATE).mock(side_effect=httpx.ConnectError("refused"))
     response = submit()
     assert response["statusCode"] == 502
-    assert [j.status for j in stored_jobs(pipeline)] == ["failed"]
+    assert [j.status for j in stored_jobs(ctx)] == ["failed"]
 
 
 @respx.mock
-def test_provider_answer_without_task_id_fails_job(pipeline):
+def test_provider_answer_without_task_id_fails_job(ctx):
     respx.post(GENERATE).mock(return_value=httpx.Response(200, json={"code": 200, "data": {}}))
     response = submit()
     assert response["statusCode"] == 502
-    assert [j.status for j in stored_jobs(pipeline)] == ["failed"]
+    assert [j.status for j in stored_jobs(ctx)] == ["failed"]
 
 
-def test_unexpected_error_answers_500_json_and_fails_the_job(pipeline, monkeypatch):
-    from videogen.service import Pipeline
+def test_unexpected_error_answers_500_json_and_fails_the_job(ctx, monkeypatch):
+    from videogen.providers.task import TaskProvider
 
     def explode(*_args, **_kwargs):
         raise RuntimeError("secret detail that must not leak")
 
-    monkeypatch.setattr(Pipeline, "_submit_task", explode)
+    monkeypatch.setattr(TaskProvider, "create", explode)
     response = submit()
     assert response["statusCode"] == 500
     assert response["json"]["error"]["code"] == "internal_error"
     assert "secret detail" not in response["body"]
-    assert [(j.status, j.error.code) for j in stored_jobs(pipeline)] == [("failed", "provider_error")]
+    assert [(j.status, j.error.code) for j in stored_jobs(ctx)] == [("failed", "provider_error")]

@@ -20,7 +20,7 @@ from moto import mock_aws
 
 from tests.conftest import create_aws_resources, load_event, mp4_bytes
 from tests.workflow import harness
-from videogen import service
+from videogen import context as videogen_context
 
 OFFICIAL = "https://official.provider.test"
 TASK = "https://task.provider.test"
@@ -76,7 +76,7 @@ def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[Workflow]:
         "CATALOG_JSON": json.dumps(ZERO_WAIT_CATALOG),
     }.items():
         monkeypatch.setenv(name, value)
-    service.reset()
+    videogen_context.reset()
     router = harness.LambdaRouter(harness.task_functions())
     router.warm_up()
     workflow: Workflow | None = None
@@ -84,7 +84,7 @@ def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[Workflow]:
         create_aws_resources()
         arn = harness.create_state_machine(router.functions)
         monkeypatch.setenv("STATE_MACHINE_ARN", arn)
-        service.reset()
+        videogen_context.reset()
         workflow = Workflow(arn, router)
         with harness.instant_retries(workflow.retry_sleeps):
             try:
@@ -92,12 +92,12 @@ def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[Workflow]:
             finally:
                 # Never leave moto while an execution thread still runs against it.
                 harness.wait_all(arn)
-    service.reset()
+    videogen_context.reset()
 
 
 @pytest.fixture
-def pipeline(sfn: Workflow) -> service.Pipeline:
-    return service.get_pipeline()
+def ctx(sfn: Workflow) -> videogen_context.Context:
+    return videogen_context.get_context()
 
 
 @pytest.fixture

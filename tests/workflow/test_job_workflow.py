@@ -1,6 +1,6 @@
 """The job workflow: the real statemachine/job.asl.json run by moto, the real handlers behind it.
 
-Each test drives a job through the HTTP handlers or the pipeline, lets the state machine run
+Each test drives a job through the HTTP handlers or the ctx, lets the state machine run
 (waits are zero or one second), and checks the job row, the S3 bucket and the execution history.
 """
 
@@ -21,7 +21,9 @@ from tests.conftest import API_KEY, CALLBACK_KEYS, load_event, load_handler, mp4
 from tests.workflow import harness
 from tests.workflow.conftest import CDN, OFFICIAL, TASK, multipart_fields, open_uploads, stored_objects, submit
 from videogen.models import Job
+from videogen.operations.store import store_video
 from videogen.security import make_callback_token
+from videogen.workflow import start_workflow
 
 VIDEO_ID = "video_69788dc4a1c8819887468fbeffdda023"
 TASK_ID = "task_sora2_1795312800_ab12cd"
@@ -57,15 +59,15 @@ def submit_official(video: bytes) -> tuple[dict, respx.Route]:
     return response["json"], create
 
 
-def task_job(pipeline, *, provider_job_id: str | None = TASK_ID, created_ago: float = 0.0) -> Job:
+def task_job(ctx, *, provider_job_id: str | None = TASK_ID, created_ago: float = 0.0) -> Job:
     job = Job.new(route="task", model="sora-2", prompt="a cat", seconds=10, orientation="landscape")
     if created_ago:
         created = (datetime.now(UTC) - timedelta(seconds=created_ago)).isoformat(timespec="microseconds").replace("+00:00", "Z")
         job = job.model_copy(update={"created_at": created, "updated_at": created})
-    pipeline.repo.create(job)
+    ctx.repo.create(job)
     if provider_job_id:
-        pipeline.repo.start(job.id, provider_job_id)
-    return pipeline.repo.get(job.id)
+        ctx.repo.start(job.id, provider_job_id)
+    return ctx.repo.get(job.id)
 
 
 def callback(job_id: str) -> dict:
@@ -90,7 +92,7 @@ def wait_until(condition, timeout: float = 20.0) -> None:
 
 
 @respx.mock
-def test_official_job_succeeds_with_the_mp4_in_s3(sfn, pipeline, video):
+def test_official_job_succeeds_with_the_mp4_in_s3(sfn, ctx, video):
     # Given an official provider that reports progress twice, then completion, and serves the MP4
     status = respx.get(VIDEO_URL).mock(
         side_effect=[video_answer("queued", 0), video_answer("in_progress", 45), video_answer("completed", 100)]
@@ -112,7 +114,7 @@ def test_official_job_succeeds_with_the_mp4_in_s3(sfn, pipeline, video):
     assert fields == {"model": b"sora-2", "prompt": b"A golden retriever on a beach", "seconds": b"8", "size": b"1280x720"}
 
     # The job succeeded with the MP4 in S3 under videos/{id}.mp4, downloaded with the key
-    stored = pipeline.repo.get(job["id"])
+    stored = ctx.repo.get(job["id"])
     assert stored.status == "succeeded" and stored.progress == 100 and stored.completed_at
     assert stored.video.key == f"videos/{job['id']}.mp4" and stored.video.bytes == len(video)
     body = boto3.client("s3").get_object(Bucket="videos", Key=stored.video.key)
@@ -149,7 +151,7 @@ def test_official_job_succeeds_with_the_mp4_in_s3(sfn, pipeline, video):
     ],
 )
 @respx.mock
-def test_official_failure_fails_the_job_with_the_providers_error(sfn, pipeline, video, error, code):
+def test_official_failure_fails_the_job_with_the_providers_error(sfn, ctx, video, error, code):
     # Given a provider that fails the video
     respx.get(VIDEO_URL).mock(side_effect=[video_answer("in_progress", 10), video_answer("failed", 10, error=error)])
     content = respx.get(CONTENT_URL).mock(return_value=httpx.Response(200, content=video))
@@ -159,7 +161,7 @@ def test_official_failure_fails_the_job_with_the_providers_error(sfn, pipeline, 
     assert sfn.wait(job["id"])["status"] == "SUCCEEDED"
 
     # Then the job failed with the provider's error, mapped; nothing was downloaded or stored
-    stored = pipeline.repo.get(job["id"])
+    stored = ctx.repo.get(job["id"])
     assert stored.status == "failed" and stored.error.code == code
     assert stored.error.message == (error["message"] if error else "the provider reported a failed video")
     assert not content.called and stored_objects() == []
@@ -167,26 +169,26 @@ def test_official_failure_fails_the_job_with_the_providers_error(sfn, pipeline, 
 
 
 @respx.mock
-def test_expired_video_fails_the_job_as_expired(sfn, pipeline, video):
+def test_expired_video_fails_the_job_as_expired(sfn, ctx, video):
     respx.get(VIDEO_URL).mock(return_value=video_answer("expired", 100))
     content = respx.get(CONTENT_URL).mock(return_value=httpx.Response(200, content=video))
 
     job, _ = submit_official(video)
     assert sfn.wait(job["id"])["status"] == "SUCCEEDED"
 
-    stored = pipeline.repo.get(job["id"])
+    stored = ctx.repo.get(job["id"])
     assert stored.status == "failed" and stored.error.code == "expired"
     assert not content.called and stored_objects() == []
 
 
 @respx.mock
-def test_deadline_reached_fails_the_job_timed_out(sfn, pipeline, video, monkeypatch):
+def test_deadline_reached_fails_the_job_timed_out(sfn, ctx, video, monkeypatch):
     # Given a two-second workflow deadline, a 10-second poll interval, and a video that never finishes
     monkeypatch.setenv("WORKFLOW_DEADLINE_SECONDS", "2")
     monkeypatch.setenv("POLL_INTERVAL_SECONDS", "10")
-    from videogen import service
+    from videogen import context as videogen_context
 
-    service.reset()
+    videogen_context.reset()
     status = respx.get(VIDEO_URL).mock(return_value=video_answer("in_progress", 50))
 
     # When the job runs
@@ -194,7 +196,7 @@ def test_deadline_reached_fails_the_job_timed_out(sfn, pipeline, video, monkeypa
     assert sfn.wait(job["id"])["status"] == "SUCCEEDED"
 
     # Then the job failed with timed_out; no wait went past the deadline
-    stored = pipeline.repo.get(job["id"])
+    stored = ctx.repo.get(job["id"])
     assert stored.status == "failed" and stored.error.code == "timed_out"
     assert "within 2 seconds" in stored.error.message
     polls = [o for o in harness.task_outputs(sfn.history(job["id"])) if "phase" in o]
@@ -204,7 +206,7 @@ def test_deadline_reached_fails_the_job_timed_out(sfn, pipeline, video, monkeypa
 
 
 @respx.mock
-def test_5xx_while_polling_is_retried_with_full_jitter(sfn, pipeline, video):
+def test_5xx_while_polling_is_retried_with_full_jitter(sfn, ctx, video):
     # Given a provider whose status API fails three times in a row (one poll's in-process attempts)
     respx.get(VIDEO_URL).mock(
         side_effect=[httpx.Response(503), httpx.Response(502), httpx.Response(500), video_answer("completed", 100)]
@@ -218,12 +220,12 @@ def test_5xx_while_polling_is_retried_with_full_jitter(sfn, pipeline, video):
     events = sfn.history(job["id"])
     assert harness.task_errors(events) == ["ProviderUnavailable"]
     assert len(sfn.retry_sleeps) == 1 and 0 <= sfn.retry_sleeps[0] <= 5
-    assert pipeline.repo.get(job["id"]).status == "succeeded"
+    assert ctx.repo.get(job["id"]).status == "succeeded"
     assert len(stored_objects()) == 1
 
 
 @respx.mock
-def test_content_not_ready_yet_counts_as_not_ready(sfn, pipeline, video):
+def test_content_not_ready_yet_counts_as_not_ready(sfn, ctx, video):
     # Given a provider that says completed while /content still answers 404 once
     respx.get(VIDEO_URL).mock(return_value=video_answer("completed", 100))
     content = respx.get(CONTENT_URL).mock(
@@ -241,12 +243,12 @@ def test_content_not_ready_yet_counts_as_not_ready(sfn, pipeline, video):
     # Then the store was retried and the job succeeded; the failed attempt left nothing behind
     assert harness.task_errors(sfn.history(job["id"])) == ["VideoNotReady"]
     assert content.call_count == 2
-    assert pipeline.repo.get(job["id"]).status == "succeeded"
+    assert ctx.repo.get(job["id"]).status == "succeeded"
     assert len(stored_objects()) == 1 and open_uploads() == []
 
 
 @respx.mock
-def test_provider_refusing_the_poll_fails_the_job_through_the_catch(sfn, pipeline, video):
+def test_provider_refusing_the_poll_fails_the_job_through_the_catch(sfn, ctx, video):
     # Given a provider that no longer knows the video
     respx.get(VIDEO_URL).mock(
         return_value=httpx.Response(
@@ -259,7 +261,7 @@ def test_provider_refusing_the_poll_fails_the_job_through_the_catch(sfn, pipelin
     described = sfn.wait(job["id"])
 
     # Then the Catch ran the fail task: the job is failed with the provider's words, never stuck
-    stored = pipeline.repo.get(job["id"])
+    stored = ctx.repo.get(job["id"])
     assert stored.status == "failed" and stored.error.code == "provider_error"
     assert "Video not found" in stored.error.message
     assert described["status"] == "FAILED"
@@ -270,7 +272,7 @@ def test_provider_refusing_the_poll_fails_the_job_through_the_catch(sfn, pipelin
 
 
 @respx.mock
-def test_lost_callback_is_completed_by_the_fallback(sfn, pipeline, video):
+def test_lost_callback_is_completed_by_the_fallback(sfn, ctx, video):
     # Given a task-route provider that accepts the job but never calls back
     respx.post(f"{TASK}/api/v1/generateTask/sora-2").mock(
         return_value=httpx.Response(200, json={"code": 200, "msg": "success", "data": {"taskId": TASK_ID}})
@@ -285,7 +287,7 @@ def test_lost_callback_is_completed_by_the_fallback(sfn, pipeline, video):
     assert sfn.wait(job_id)["status"] == "SUCCEEDED"
 
     # Then the workflow polled statusTask and stored the result through the same store path
-    job = pipeline.repo.get(job_id)
+    job = ctx.repo.get(job_id)
     assert job.status == "succeeded" and job.video.bytes == len(video)
     assert status.call_count == 2 and download.call_count == 1
     assert [o["Key"] for o in stored_objects()] == [f"videos/{job_id}.mp4"]
@@ -293,9 +295,9 @@ def test_lost_callback_is_completed_by_the_fallback(sfn, pipeline, video):
 
 
 @respx.mock
-def test_callback_arriving_while_the_workflow_polls_stores_once(sfn, pipeline, video):
+def test_callback_arriving_while_the_workflow_polls_stores_once(sfn, ctx, video):
     # Given a task job whose workflow is polling a still-processing task (1-second interval)
-    job = task_job(pipeline)
+    job = task_job(ctx)
     finished = threading.Event()
     status = respx.get(STATUS_URL).mock(side_effect=lambda request: task_answer("success" if finished.is_set() else "processing"))
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
@@ -310,7 +312,7 @@ def test_callback_arriving_while_the_workflow_polls_stores_once(sfn, pipeline, v
     # Then the callback stored the video; the workflow found the job finished: one store, one object
     assert answer["statusCode"] == 200 and answer["json"]["result"] == "succeeded"
     assert sfn.wait(job.id)["status"] == "SUCCEEDED"
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "succeeded"
     assert download.call_count == 1 and len(stored_objects()) == 1
     # (a workflow store attempt, had a poll raced the callback, could only have been a no-op)
@@ -319,10 +321,10 @@ def test_callback_arriving_while_the_workflow_polls_stores_once(sfn, pipeline, v
 
 
 @respx.mock
-def test_workflow_yields_to_a_store_already_running(sfn, pipeline, video):
+def test_workflow_yields_to_a_store_already_running(sfn, ctx, video):
     # Given a task job whose callback is storing the video right now (it holds the store lease)
-    job = task_job(pipeline)
-    assert pipeline.repo.claim_store(job.id, 600)
+    job = task_job(ctx)
+    assert ctx.repo.claim_store(job.id, 600)
     respx.get(STATUS_URL).mock(return_value=task_answer("success"))
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=video))
 
@@ -330,15 +332,15 @@ def test_workflow_yields_to_a_store_already_running(sfn, pipeline, video):
     sfn.start(job.id, job_id=job.id, route="task", poll_interval_seconds=1)
     wait_until(lambda: any(c.error == "StoreBusy" for c in sfn.router.calls("store")))
     # ... while the callback's store completes
-    pipeline.repo.release_store(job.id)
-    assert pipeline.store(job, RESULT_URL, deadline=None, handoff=True) == "succeeded"
+    ctx.repo.release_store(job.id)
+    assert store_video(ctx, job, RESULT_URL, deadline=None, handoff=True) == "succeeded"
 
     # Then the workflow backed off, looked again, and ended: one download, one object
     assert sfn.wait(job.id)["status"] == "SUCCEEDED"
     states = harness.states_entered(sfn.history(job.id))
     assert states[states.index("StoreVideo") + 1] == "WaitForNextPoll" and states[-1] == "Finished"
     assert download.call_count == 1 and len(stored_objects()) == 1
-    assert pipeline.repo.get(job.id).status == "succeeded"
+    assert ctx.repo.get(job.id).status == "succeeded"
 
 
 class SlowStream(httpx.SyncByteStream):
@@ -355,16 +357,16 @@ class SlowStream(httpx.SyncByteStream):
 
 
 @respx.mock
-def test_store_handoff_completes_a_large_transfer(sfn, pipeline, monkeypatch):
+def test_store_handoff_completes_a_large_transfer(sfn, ctx, monkeypatch):
     # Given a 12 MB video that downloads slowly the first time, and a short callback budget
     monkeypatch.setenv("CALLBACK_BUDGET_SECONDS", "1")
     monkeypatch.setenv("PART_SIZE_BYTES", str(5 * 1024 * 1024))
-    from videogen import service
+    from videogen import context as videogen_context
 
-    service.reset()
-    pipeline = service.get_pipeline()
+    videogen_context.reset()
+    ctx = videogen_context.get_context()
     big = mp4_bytes(12 * 1024 * 1024)
-    job = task_job(pipeline)
+    job = task_job(ctx)
     respx.get(STATUS_URL).mock(return_value=task_answer("success"))
     downloads: list[str] = []
 
@@ -383,7 +385,7 @@ def test_store_handoff_completes_a_large_transfer(sfn, pipeline, monkeypatch):
     assert answer["statusCode"] == 200 and answer["json"]["result"] == "handed off"
     assert sfn.executions() == [f"{job.id}-store"]
     assert sfn.wait(f"{job.id}-store")["status"] == "SUCCEEDED"
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "succeeded" and stored.video.bytes == len(big)
     objects = stored_objects()
     assert [(o["Key"], o["Size"]) for o in objects] == [(f"videos/{job.id}.mp4", len(big))]
@@ -393,9 +395,9 @@ def test_store_handoff_completes_a_large_transfer(sfn, pipeline, monkeypatch):
 
 
 @respx.mock
-def test_store_that_keeps_failing_fails_the_job_download_failed(sfn, pipeline):
+def test_store_that_keeps_failing_fails_the_job_download_failed(sfn, ctx):
     # Given a finished task whose result URL keeps answering 500
-    job = task_job(pipeline)
+    job = task_job(ctx)
     respx.get(STATUS_URL).mock(return_value=task_answer("success"))
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(500, text="upstream error"))
 
@@ -405,7 +407,7 @@ def test_store_that_keeps_failing_fails_the_job_download_failed(sfn, pipeline):
     # Then the store was retried (jittered), then the catch failed the job: no object, no open upload
     assert download.call_count == 3 and len(sfn.retry_sleeps) == 2
     assert all(0 <= s <= 20 for s in sfn.retry_sleeps)
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "failed" and stored.error.code == "download_failed"
     assert "HTTP 500" in stored.error.message
     assert stored_objects() == [] and open_uploads() == []
@@ -413,9 +415,9 @@ def test_store_that_keeps_failing_fails_the_job_download_failed(sfn, pipeline):
 
 
 @respx.mock
-def test_result_that_is_not_a_video_fails_the_job_without_retrying(sfn, pipeline):
+def test_result_that_is_not_a_video_fails_the_job_without_retrying(sfn, ctx):
     # Given a finished task whose result URL serves something that is not an MP4
-    job = task_job(pipeline)
+    job = task_job(ctx)
     respx.get(STATUS_URL).mock(return_value=task_answer("success"))
     download = respx.get(RESULT_URL).mock(return_value=httpx.Response(200, content=b"<html>not a video</html>"))
 
@@ -424,33 +426,33 @@ def test_result_that_is_not_a_video_fails_the_job_without_retrying(sfn, pipeline
 
     # Then the store path failed the job at once (retrying cannot help)
     assert download.call_count == 1 and sfn.retry_sleeps == []
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "failed" and stored.error.code == "download_failed"
     assert "not an MP4" in stored.error.message
     assert stored_objects() == [] and open_uploads() == []
 
 
 @respx.mock
-def test_submit_interrupted_job_is_failed_by_the_workflow(sfn, pipeline):
+def test_submit_interrupted_job_is_failed_by_the_workflow(sfn, ctx):
     # Given a job whose submit died before the provider call: queued, no provider id, 10 minutes old
-    job = task_job(pipeline, provider_job_id=None, created_ago=600)
+    job = task_job(ctx, provider_job_id=None, created_ago=600)
     provider = respx.route(host="task.provider.test")
 
     # When its workflow checks it
-    pipeline.start_workflow(job, expected_seconds=0)
+    start_workflow(ctx.settings, job, first_wait_seconds=0)
     assert sfn.wait(job.id)["status"] == "SUCCEEDED"
 
     # Then the job is failed with submit_interrupted, and the provider was never asked
-    stored = pipeline.repo.get(job.id)
+    stored = ctx.repo.get(job.id)
     assert stored.status == "failed" and stored.error.code == "submit_interrupted"
     assert not provider.called
 
 
 @respx.mock
-def test_workflow_start_is_idempotent_per_job(sfn, pipeline):
-    job = task_job(pipeline, provider_job_id=None, created_ago=600)
-    pipeline.start_workflow(job, expected_seconds=0)
-    pipeline.start_workflow(job, expected_seconds=0)
+def test_workflow_start_is_idempotent_per_job(sfn, ctx):
+    job = task_job(ctx, provider_job_id=None, created_ago=600)
+    start_workflow(ctx.settings, job, first_wait_seconds=0)
+    start_workflow(ctx.settings, job, first_wait_seconds=0)
     sfn.wait(job.id)
     assert sfn.executions() == [job.id]
     started = json.loads(sfn.history(job.id)[0]["executionStartedEventDetails"]["input"])

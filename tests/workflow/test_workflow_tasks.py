@@ -16,10 +16,11 @@ from tests.conftest import API_KEY, invoke, load_event, mp4_bytes
 from tests.template import resource
 from tests.workflow import harness
 from tests.workflow.conftest import multipart_fields, submit
-from videogen import service
+from videogen import context as videogen_context
 from videogen.errors import InvalidRequest, ProviderUnavailable
 from videogen.models import Job
-from videogen.providers.official import ReferenceImage
+from videogen.operations.store import fail_job
+from videogen.providers import ReferenceImage
 
 OFFICIAL_JOB = "6c1e4b0a9f2d4c8e8a3b7d5f1e2c4a60"
 TASK_JOB = "0f8e2a4c6b1d4e3f9a7b5c3d1e2f4a6b"
@@ -31,20 +32,20 @@ RESULT_URL = "https://cdn.provider.test/results/ab12cd.mp4"
 
 
 @pytest.fixture
-def tasks(aws) -> service.Pipeline:
+def tasks(aws) -> videogen_context.Context:
     """Plain moto AWS (no state machine): the task handlers are invoked directly."""
-    return service.get_pipeline()
+    return videogen_context.get_context()
 
 
-def make_job(pipeline, route: str, job_id: str, provider_job_id: str | None) -> Job:
+def make_job(ctx, route: str, job_id: str, provider_job_id: str | None) -> Job:
     if route == "official":
         job = Job.new(route="official", model="sora-2", prompt="a dog", seconds=8, size="1280x720", orientation="landscape")
     else:
         job = Job.new(route="task", model="sora-2", prompt="a cat", seconds=10, orientation="landscape")
-    pipeline.repo.create(job.model_copy(update={"id": job_id}))
+    ctx.repo.create(job.model_copy(update={"id": job_id}))
     if provider_job_id:
-        pipeline.repo.start(job_id, provider_job_id)
-    return pipeline.repo.get(job_id)
+        ctx.repo.start(job_id, provider_job_id)
+    return ctx.repo.get(job_id)
 
 
 def poll_event(name: str, *, started_ago: float = 0.0) -> dict:
@@ -149,7 +150,7 @@ def test_poll_task_failed_fails_the_job_with_the_providers_words(tasks):
 @respx.mock
 def test_poll_of_a_finished_job_is_done_without_asking_the_provider(tasks):
     make_job(tasks, "task", TASK_JOB, TASK_ID)
-    tasks.fail_job(TASK_JOB, "provider_error", "already over")
+    fail_job(tasks, TASK_JOB, "provider_error", "already over")
     provider = respx.route(host="task.provider.test")
     answer = invoke("poll", poll_event("poll-task"))
     assert answer["phase"] == "done" and answer["status"] == "failed"
@@ -234,7 +235,7 @@ def test_store_official_event_streams_the_content_with_the_key(tasks):
 
 @respx.mock
 def test_store_official_content_not_ready_raises_video_not_ready(tasks):
-    from videogen.workflow import VideoNotReady
+    from videogen.tasks import VideoNotReady
 
     make_job(tasks, "official", OFFICIAL_JOB, VIDEO_ID)
     respx.get(f"{VIDEO_URL}/content").mock(return_value=httpx.Response(404, json={"error": {"message": "not ready"}}))
@@ -257,7 +258,7 @@ def test_store_handoff_event_stores_the_result_url(tasks):
 
 
 def test_store_while_another_store_runs_raises_store_busy(tasks):
-    from videogen.workflow import StoreBusy
+    from videogen.tasks import StoreBusy
 
     make_job(tasks, "task", TASK_JOB, TASK_ID)
     assert tasks.repo.claim_store(TASK_JOB, 600)
@@ -321,7 +322,7 @@ def test_official_submit_sends_defaults_from_the_catalog(tasks):
 def test_official_client_sends_an_input_reference_file(tasks):
     create = respx.post("https://official.provider.test/v1/videos").mock(return_value=video("queued"))
     image = ReferenceImage(content=b"\x89PNG\r\n\x1a\nfake", content_type="image/png", filename="ref.png")
-    video_id = tasks.official_api().create("sora-2-pro", prompt="a dog", seconds=12, size="1792x1024", image=image)
+    video_id = tasks.provider("official").api.create("sora-2-pro", prompt="a dog", seconds=12, size="1792x1024", image=image)
     assert video_id == VIDEO_ID
     request = create.calls.last.request
     assert multipart_fields(request)["input_reference"] == image.content
@@ -332,7 +333,7 @@ def test_official_client_sends_an_input_reference_file(tasks):
 def test_official_client_rejects_an_answer_without_a_video(tasks):
     respx.post("https://official.provider.test/v1/videos").mock(return_value=httpx.Response(200, json={"object": "list"}))
     with pytest.raises(ProviderUnavailable):
-        tasks.official_api().create("sora-2", prompt="a dog", seconds=4, size="720x1280")
+        tasks.provider("official").api.create("sora-2", prompt="a dog", seconds=4, size="720x1280")
 
 
 # -- the ASL itself -----------------------------------------------------------------------------
@@ -352,8 +353,8 @@ def test_every_task_retries_with_full_jitter_and_catches_everything():
 
 def test_asl_placeholders_match_the_templates_substitutions():
     functions = harness.task_functions()
-    assert set(functions) == {"PollFunctionArn", "StoreFunctionArn"}
-    assert {f.handler for f in functions.values()} == {"poll", "store"}
+    assert set(functions) == {"PollFunctionArn", "StoreFunctionArn", "GenerateFunctionArn"}
+    assert {f.handler for f in functions.values()} == {"poll", "store", "generate"}
     assert functions["StoreFunctionArn"].timeout == 900
     text = harness.definition(functions)
     assert "${" not in text

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.idempotency import (
@@ -30,12 +31,11 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
     IdempotencyValidationError,
 )
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
 from . import aws
 from .errors import Conflict, InvalidRequest, VideogenError
 from .models import CreateVideoRequest
-from .observability import logger
+from .settings import Settings
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -50,26 +50,10 @@ class IdempotencyKeyReused(VideogenError):
     code = "idempotency_key_reused"
 
 
-@dataclass(frozen=True)
-class SubmitAnswer:
-    """What ``POST /videos`` answers: status, job JSON and headers (stored for replays)."""
-
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-
 def body_hash(request: CreateVideoRequest) -> str:
     """SHA-256 of the request as the client sent it (canonical JSON: key order and spacing do not count)."""
     canonical = json.dumps(request.model_dump(mode="json", exclude_unset=True), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
-
-
-def caller_of(event: dict[str, Any]) -> str:
-    """Who signed the request (IAM auth), so two callers' keys never collide."""
-    authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
-    iam = authorizer.get("iam") or {}
-    return str(iam.get("userArn") or iam.get("callerId") or "anonymous")
 
 
 def checked_key(value: str | None) -> str | None:
@@ -81,49 +65,45 @@ def checked_key(value: str | None) -> str | None:
     return value
 
 
-def submit(
-    pipeline: Any,
-    request: CreateVideoRequest,
-    *,
-    request_base_url: str,
-    idempotency_key: str | None,
-    caller: str,
-    lambda_context: Any = None,
-) -> SubmitAnswer:
-    """Submit ``request`` once per (caller, key): see the module docstring for the rules."""
-    key = checked_key(idempotency_key)
-    if key is None:
-        return SubmitAnswer(
-            **_first_answer(pipeline=pipeline, request=request, request_base_url=request_base_url, idempotency={})
-        )
-    table = pipeline.settings.idempotency_table
-    if not table:
-        logger.warning("Idempotency-Key ignored: IDEMPOTENCY_TABLE is not configured")
-        return SubmitAnswer(
-            **_first_answer(pipeline=pipeline, request=request, request_base_url=request_base_url, idempotency={})
-        )
+Answer = dict[str, Any]
+
+
+@lru_cache(maxsize=4)
+def _runner(table: str, expires_seconds: int) -> tuple[IdempotencyConfig, Callable[..., Answer]]:
+    """The Powertools config and wrapped function, built once per process and table."""
     config = IdempotencyConfig(
         event_key_jmespath="key",
         payload_validation_jmespath="body_sha256",
         raise_on_no_idempotency_key=True,
-        expires_after_seconds=pipeline.settings.idempotency_expires_seconds,
+        expires_after_seconds=expires_seconds,
         hash_function="sha256",
         response_hook=_mark_replayed,
     )
+    persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=aws.client("dynamodb"))
+    wrapped = idempotent_function(
+        _run, data_keyword_argument="idempotency", persistence_store=persistence, config=config, key_prefix=KEY_PREFIX
+    )
+    return config, wrapped
+
+
+def once(
+    first: Callable[[], Answer],
+    *,
+    settings: Settings,
+    request: CreateVideoRequest,
+    key: str,
+    caller: str,
+    lambda_context: Any = None,
+) -> Answer:
+    """Run ``first`` once per (caller, key): see the module docstring for the rules."""
+    checked = checked_key(key)
+    assert checked is not None
+    config, wrapped = _runner(settings.idempotency_table, settings.idempotency_expires_seconds)
     if lambda_context is not None:
         # An in-flight record expires with this invocation, so a crashed submit can be retried.
         config.register_lambda_context(lambda_context)
-    persistence = DynamoDBPersistenceLayer(table_name=table, boto3_client=aws.client("dynamodb"))
-    once = idempotent_function(
-        _first_answer, data_keyword_argument="idempotency", persistence_store=persistence, config=config, key_prefix=KEY_PREFIX
-    )
     try:
-        answer = once(
-            pipeline=pipeline,
-            request=request,
-            request_base_url=request_base_url,
-            idempotency={"key": f"{caller} {key}", "body_sha256": body_hash(request)},
-        )
+        return wrapped(first=first, idempotency={"key": f"{caller} {checked}", "body_sha256": body_hash(request)})
     except IdempotencyValidationError as exc:
         raise IdempotencyKeyReused(
             f"{HEADER} was already used with a different request body; use a new key for a new request", field=HEADER
@@ -132,15 +112,11 @@ def submit(
         raise Conflict(
             f"a request with this {HEADER} is still being processed; retry shortly", code="idempotency_in_progress", field=HEADER
         ) from exc
-    return SubmitAnswer(**answer)
 
 
-def _first_answer(
-    *, pipeline: Any, request: CreateVideoRequest, request_base_url: str, idempotency: dict[str, str]
-) -> dict[str, Any]:
-    job = pipeline.submit(request, request_base_url=request_base_url)
-    return {"status": 202, "body": pipeline.view(job), "headers": {"Location": f"/videos/{job.id}"}}
+def _run(*, first: Callable[[], Answer], idempotency: dict[str, str]) -> Answer:
+    return first()
 
 
-def _mark_replayed(response: Any, idempotent_data: DataRecord) -> Any:
+def _mark_replayed(response: Any, idempotent_data: Any) -> Any:
     return {**response, "headers": {**response.get("headers", {}), REPLAYED_HEADER: "true"}}

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import os
 from functools import lru_cache
-from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, field_validator
 
-Route = Literal["task", "official", "legacy"]
+from .models import Route
+
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 

@@ -1,14 +1,26 @@
-"""Provider clients, and the one place that maps provider states to job outcomes."""
+"""What every provider route shares: the :class:`Provider` interface, outcomes, error mapping.
+
+One module per provider style implements :class:`Provider` (``task``, ``official``,
+``legacy``) and :mod:`videogen.providers.registry` maps each route to its implementation.
+Wire formats stay inside those modules; the operations only see this interface.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 import httpx
 from pydantic import BaseModel
 
-from ..models import ErrorCode, JobError
+from ..models import ErrorCode, JobError, Route
 from ..settings import Settings
+
+if TYPE_CHECKING:
+    from ..models import Job
 
 Phase = Literal["pending", "running", "succeeded", "failed"]
 
@@ -30,6 +42,13 @@ class Outcome(BaseModel):
     result_url: str | None = None
     error: JobError | None = None
     poll_after_seconds: float | None = None
+
+
+# The provider's words for a refused prompt or image (real faces, moderation, policy).
+REFUSAL = re.compile(
+    r"violat|moderat|policy|guideline|sensitive|inappropriate|real (?:person|people|human)|face|人脸|真人|违规|敏感|审核",
+    re.IGNORECASE,
+)
 
 
 def job_error(code: str | None, message: str | None) -> JobError:
@@ -61,10 +80,133 @@ def error_message(response: httpx.Response) -> str:
 
 
 class ProviderClient:
-    """What every provider client holds: settings, its base URL, the bearer header, the shared client."""
+    """What every provider client holds: settings, its base URL, the bearer header, the shared client.
 
-    def __init__(self, settings: Settings, base_url: str, api_key: str, client: httpx.Client) -> None:
+    ``api_key`` may be a function: the key (a Secrets Manager read) is then fetched on the
+    first request, so a task that never calls the provider needs no access to its secret.
+    """
+
+    extra_headers: ClassVar[dict[str, str]] = {}
+
+    def __init__(self, settings: Settings, base_url: str, api_key: str | Callable[[], str], client: httpx.Client) -> None:
         self.settings = settings
         self.base_url = base_url.rstrip("/")
-        self.headers = {"Authorization": f"Bearer {api_key}"}
+        self._api_key = api_key
         self.client = client
+
+    @cached_property
+    def headers(self) -> dict[str, str]:
+        key = self._api_key if isinstance(self._api_key, str) else self._api_key()
+        return {"Authorization": f"Bearer {key}", **self.extra_headers}
+
+
+def rejection_code(message: str, provider_code: str | None = None) -> str:
+    """Job error code for a request the provider refused (HTTP 4xx), on any route.
+
+    A known provider code wins (``moderation_blocked`` -> ``content_violation``); otherwise
+    the provider's words decide between ``content_violation`` and ``provider_rejected``.
+    """
+    mapped = FAIL_CODES.get((provider_code or "").strip().lower())
+    if mapped is not None:
+        return mapped.value
+    return ErrorCode.CONTENT_VIOLATION.value if REFUSAL.search(message) else ErrorCode.PROVIDER_REJECTED.value
+
+
+def refusal_error(message: str) -> JobError:
+    """A provider's failure text as a job error: refusals (faces, moderation) are named so."""
+    code = ErrorCode.CONTENT_VIOLATION.value if REFUSAL.search(message) else ErrorCode.PROVIDER_ERROR.value
+    return job_error(code, message)
+
+
+@dataclass(frozen=True)
+class ReferenceImage:
+    """An image sent as a file (the official route's ``input_reference``)."""
+
+    content: bytes
+    content_type: str
+    filename: str = "input_reference"
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What a provider needs to start a job, beyond the job itself.
+
+    ``image_url`` is a presigned URL of our checked copy of the input image (never the
+    client's URL); ``image_file`` is the same image's bytes, for providers that take a file.
+    """
+
+    provider_model: str
+    callback_url: str | None = None
+    image_url: str | None = None
+    image_file: ReferenceImage | None = None
+
+
+@dataclass(frozen=True)
+class ResultSource:
+    """Where a finished job's MP4 is fetched from, and the headers the fetch needs."""
+
+    url: str
+    headers: dict[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class CallbackReport:
+    """A provider's callback, read: which provider job it is about, and what it says."""
+
+    provider_job_id: str
+    outcome: Outcome
+
+
+ImageInput = Literal["url", "file"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One provider style. Adding a style = one module implementing this + one registry line."""
+
+    route: ClassVar[Route]
+    #: The provider calls our callback endpoint when the job ends (else the workflow polls).
+    calls_back: ClassVar[bool]
+    #: The job is started by submit (``create``); ``False``: the workflow's generate task runs it.
+    starts_at_submit: ClassVar[bool]
+    #: How the provider takes an input image: a URL it fetches, or the file in the request.
+    image_input: ClassVar[ImageInput]
+    #: The content answer that means "completed, but the bytes are not there yet" (retry later).
+    content_not_ready_status: ClassVar[int | None]
+
+    def create(self, job: Job, start: StartRequest) -> str:
+        """Start paid work for ``job``; return the provider's job id."""
+        ...
+
+    def status(self, job: Job) -> Outcome:
+        """Where ``job`` stands at the provider (its status API is the truth)."""
+        ...
+
+    def result_source(self, job: Job, result_url: str | None) -> ResultSource:
+        """Where to fetch the finished video (``result_url`` is what a status or callback said)."""
+        ...
+
+    def first_wait_seconds(self, expected_seconds: int) -> int:
+        """How long the workflow waits before its first look at the job."""
+        ...
+
+    def read_callback(self, body: Any) -> CallbackReport:
+        """Validate a callback body (``InvalidRequest`` naming the field when it is wrong)."""
+        ...
+
+
+@runtime_checkable
+class StreamingProvider(Provider, Protocol):
+    """A provider whose single call runs the whole generation (the legacy SSE route)."""
+
+    def generate(
+        self,
+        job: Job,
+        start: StartRequest,
+        *,
+        deadline: float,
+        on_progress: Callable[[float], None] | None = None,
+        on_provider_id: Callable[[str], None] | None = None,
+    ) -> Outcome:
+        """Run the generation to its end; return its outcome."""
+        ...

@@ -24,26 +24,36 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 
-from ..errors import ProviderRejected
+from ..errors import InvalidRequest, ProviderRejected
 from ..http import RETRYABLE, send_with_retries
 from ..models import ErrorCode, JobError
 from ..settings import Settings
-from . import FAIL_CODES, Outcome, ProviderClient, error_message, job_error
+from . import (
+    CallbackReport,
+    ImageInput,
+    Outcome,
+    ProviderClient,
+    ResultSource,
+    StartRequest,
+    error_message,
+    refusal_error,
+    rejection_code,
+)
+
+if TYPE_CHECKING:
+    from ..models import Job, Route
+
+__all__ = ["ChatStream", "ContentScanner", "LegacyApi", "LegacyProvider", "ProgressThrottle", "rejection_code"]
 
 DONE = "[DONE]"
 PROGRESS = re.compile(r"(?:progress|进度)[^0-9]{0,10}(\d{1,3}(?:\.\d+)?)\s*%", re.IGNORECASE)
 MARKDOWN_LINK = re.compile(r"\[[^\]]*\]\((https://[^\s)]+)\)")
 BARE_MP4 = re.compile(r"https://[^\s)\]<>\"']+\.mp4(?:\?[^\s)\]<>\"']*)?", re.IGNORECASE)
 FAILURE = re.compile(r"❌|\bfail(?:ed|ure)?\b|\berror\b|\brejected\b|失败|错误", re.IGNORECASE)
-# The provider's words for a refused prompt or image (real faces, moderation, policy).
-REFUSAL = re.compile(
-    r"violat|moderat|policy|guideline|sensitive|inappropriate|real (?:person|people|human)|face|人脸|真人|违规|敏感|审核",
-    re.IGNORECASE,
-)
 MAX_JSON_ANSWER_BYTES = 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
 
@@ -207,24 +217,6 @@ def _video_link(text: str) -> str | None:
     return bare.group(0) if bare else None
 
 
-def rejection_code(message: str, provider_code: str | None = None) -> str:
-    """Job error code for a request the provider refused (HTTP 4xx), on any route.
-
-    A known provider code wins (``moderation_blocked`` -> ``content_violation``); otherwise
-    the provider's words decide between ``content_violation`` and ``provider_rejected``.
-    """
-    mapped = FAIL_CODES.get((provider_code or "").strip().lower())
-    if mapped is not None:
-        return mapped.value
-    return ErrorCode.CONTENT_VIOLATION.value if REFUSAL.search(message) else ErrorCode.PROVIDER_REJECTED.value
-
-
-def refusal_error(message: str) -> JobError:
-    """A provider's failure text as a job error: refusals (faces, moderation) are named so."""
-    code = ErrorCode.CONTENT_VIOLATION.value if REFUSAL.search(message) else ErrorCode.PROVIDER_ERROR.value
-    return job_error(code, message)
-
-
 # -- interpreting chunks -------------------------------------------------------------------
 
 
@@ -321,10 +313,11 @@ class ProgressThrottle:
 class LegacyApi(ProviderClient):
     """``POST /v1/chat/completions`` with ``stream: true``, read until the video link."""
 
-    def __init__(self, settings: Settings, base_url: str, api_key: str, client: httpx.Client) -> None:
-        super().__init__(settings, base_url, api_key, client)
-        self.url = f"{self.base_url}/v1/chat/completions"
-        self.headers["Accept"] = "text/event-stream"
+    extra_headers: ClassVar[dict[str, str]] = {"Accept": "text/event-stream"}
+
+    @property
+    def url(self) -> str:
+        return f"{self.base_url}/v1/chat/completions"
 
     @staticmethod
     def body(provider_model: str, prompt: str, image_url: str | None) -> dict[str, Any]:
@@ -426,3 +419,52 @@ def _json_answer(response: httpx.Response) -> Any:
         if len(data) > MAX_JSON_ANSWER_BYTES:
             raise ValueError("non-streamed answer is larger than 1 MiB")
     return json.loads(bytes(data))
+
+
+class LegacyProvider:
+    """The ``legacy`` route: one streamed chat call, run by the workflow, is the whole job."""
+
+    route: ClassVar[Route] = "legacy"
+    calls_back: ClassVar[bool] = False
+    starts_at_submit: ClassVar[bool] = False
+    image_input: ClassVar[ImageInput] = "url"
+    content_not_ready_status: ClassVar[int | None] = None
+
+    def __init__(self, api: LegacyApi, settings: Settings) -> None:
+        self.api = api
+        self.settings = settings
+
+    def create(self, job: Job, start: StartRequest) -> str:
+        raise InvalidRequest("the legacy route is started by the workflow's generate task", field="route")
+
+    def status(self, job: Job) -> Outcome:
+        raise InvalidRequest("route 'legacy' has no status to poll", field="route")
+
+    def result_source(self, job: Job, result_url: str | None) -> ResultSource:
+        if not result_url:
+            raise InvalidRequest("result_url is required for this job's route", field="result_url")
+        return ResultSource(result_url)
+
+    def first_wait_seconds(self, expected_seconds: int) -> int:
+        return 0
+
+    def read_callback(self, body: Any) -> CallbackReport:
+        raise InvalidRequest("this job does not take callbacks", field="job_id")
+
+    def generate(
+        self,
+        job: Job,
+        start: StartRequest,
+        *,
+        deadline: float,
+        on_progress: Callable[[float], None] | None = None,
+        on_provider_id: Callable[[str], None] | None = None,
+    ) -> Outcome:
+        return self.api.generate(
+            start.provider_model,
+            prompt=job.prompt,
+            image_url=start.image_url,
+            deadline=deadline,
+            on_progress=on_progress,
+            on_provider_id=on_provider_id,
+        )

@@ -7,28 +7,22 @@ callbacks: the job workflow polls. Errors are ``{"error": {message, type, param,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import ProviderRejected, ProviderUnavailable
+from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
 from ..http import send_with_retries
 from ..models import ErrorCode, JobError
-from . import Outcome, Phase, ProviderClient, job_error
+from ..settings import Settings
+from . import CallbackReport, ImageInput, Outcome, Phase, ProviderClient, ReferenceImage, ResultSource, StartRequest, job_error
+
+if TYPE_CHECKING:
+    from ..models import Job, Route
 
 VIDEO_STATES = ("queued", "in_progress", "completed", "failed", "expired")
 POLL_AFTER_HEADER = "openai-poll-after-ms"
-
-
-@dataclass(frozen=True)
-class ReferenceImage:
-    """An image sent as ``input_reference`` (image-to-video); its size must match the video's."""
-
-    content: bytes
-    content_type: str
-    filename: str = "input_reference"
 
 
 class VideoError(BaseModel):
@@ -147,3 +141,42 @@ class OfficialApi(ProviderClient):
     def content_url(self, video_id: str) -> str:
         """Where the MP4 is streamed from (needs :attr:`headers`; 404 while not ready)."""
         return f"{self.base_url}/v1/videos/{video_id}/content"
+
+
+class OfficialProvider:
+    """The ``official`` route: ``POST /v1/videos``, then the workflow polls; no callbacks."""
+
+    route: ClassVar[Route] = "official"
+    calls_back: ClassVar[bool] = False
+    starts_at_submit: ClassVar[bool] = True
+    image_input: ClassVar[ImageInput] = "file"
+    # ``/content`` may answer 404 for a moment after the video is reported completed.
+    content_not_ready_status: ClassVar[int | None] = 404
+
+    def __init__(self, api: OfficialApi, settings: Settings) -> None:
+        self.api = api
+        self.settings = settings
+
+    def create(self, job: Job, start: StartRequest) -> str:
+        return self.api.create(
+            start.provider_model, prompt=job.prompt, seconds=job.seconds or 4, size=job.size, image=start.image_file
+        )
+
+    def status(self, job: Job) -> Outcome:
+        return self.api.retrieve(_provider_id(job))
+
+    def result_source(self, job: Job, result_url: str | None) -> ResultSource:
+        # Always our own content URL: a URL from elsewhere never gets the API key.
+        return ResultSource(self.api.content_url(_provider_id(job)), dict(self.api.headers))
+
+    def first_wait_seconds(self, expected_seconds: int) -> int:
+        return min(expected_seconds, self.settings.official_first_wait_seconds)
+
+    def read_callback(self, body: Any) -> CallbackReport:
+        raise InvalidRequest("this job does not take callbacks", field="job_id")
+
+
+def _provider_id(job: Job) -> str:
+    if not job.provider_job_id:
+        raise InvalidRequest("job has no provider video id", field="job_id")
+    return job.provider_job_id

@@ -7,14 +7,18 @@ body as the status answer. ``resultJson`` is a JSON *string* holding ``resultUrl
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
 from ..http import send_with_retries
-from . import Outcome, ProviderClient, error_message, job_error
+from ..settings import Settings
+from . import CallbackReport, ImageInput, Outcome, ProviderClient, ResultSource, StartRequest, error_message, job_error
+
+if TYPE_CHECKING:
+    from ..models import Job, Route
 
 TASK_STATES = ("pending", "processing", "success", "failed")
 
@@ -145,3 +149,49 @@ class TaskApi(ProviderClient):
             return parse_task_payload(data)
         except InvalidRequest as exc:
             raise ProviderUnavailable(f"statusTask: {exc.message}") from exc
+
+
+class TaskProvider:
+    """The ``task`` route: started by ``generateTask``, finished by our callback (or a poll)."""
+
+    route: ClassVar[Route] = "task"
+    calls_back: ClassVar[bool] = True
+    starts_at_submit: ClassVar[bool] = True
+    image_input: ClassVar[ImageInput] = "url"
+    content_not_ready_status: ClassVar[int | None] = None
+
+    def __init__(self, api: TaskApi, settings: Settings) -> None:
+        self.api = api
+        self.settings = settings
+
+    def create(self, job: Job, start: StartRequest) -> str:
+        return self.api.create(
+            start.provider_model,
+            prompt=job.prompt,
+            seconds=job.seconds or 10,
+            orientation=job.orientation,
+            image_urls=[start.image_url] if start.image_url else None,
+            callback_url=start.callback_url,
+        )
+
+    def status(self, job: Job) -> Outcome:
+        return outcome_of(self.api.status(job.model, _provider_id(job)))
+
+    def result_source(self, job: Job, result_url: str | None) -> ResultSource:
+        if not result_url:
+            raise InvalidRequest("result_url is required for this job's route", field="result_url")
+        return ResultSource(result_url)
+
+    def first_wait_seconds(self, expected_seconds: int) -> int:
+        # The callback normally ends the job; the workflow only looks once it is overdue.
+        return expected_seconds + self.settings.fallback_wait_seconds
+
+    def read_callback(self, body: Any) -> CallbackReport:
+        task = parse_task_payload(body)
+        return CallbackReport(provider_job_id=task.task_id, outcome=outcome_of(task))
+
+
+def _provider_id(job: Job) -> str:
+    if not job.provider_job_id:
+        raise InvalidRequest("job has no provider id to poll", field="job_id")
+    return job.provider_job_id
