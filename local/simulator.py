@@ -194,7 +194,9 @@ class Simulator:
             retry_after = str(self.config.retry_after_seconds)
             raise ApiError(429, {"message": "Rate limit exceeded, please retry later"}, {"Retry-After": retry_after})
         if attempt <= faults.get("rate_limited", 0) + faults.get("server_error", 0):
-            raise ApiError(503, {"message": "Upstream service temporarily unavailable"})
+            # With Retry-After: the provider says it did not take the request (safe to resend).
+            retry_after = str(self.config.retry_after_seconds)
+            raise ApiError(503, {"message": "Upstream service temporarily unavailable"}, {"Retry-After": retry_after})
 
     def new_job(self, route: str, job_id: str, model: str, prompt: str, faults: dict[str, int], **extra: Any) -> SimJob:
         job = SimJob(

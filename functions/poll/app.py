@@ -19,4 +19,4 @@ from videogen.tasks import run_poll_function
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return run_poll_function(get_context(), event)
+    return run_poll_function(get_context(), event, remaining_seconds=context.get_remaining_time_in_millis() / 1000)

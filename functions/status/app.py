@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videogen.api import install_error_handlers, json_response
+from videogen.api import caller_of, install_error_handlers, json_response
 from videogen.context import get_context
 from videogen.observability import logger, metrics, tracer
 from videogen.operations.jobs import get_job, list_jobs
@@ -20,7 +20,7 @@ install_error_handlers(app)
 @tracer.capture_method
 def get_video(job_id: str):
     logger.set_correlation_id(job_id)
-    return json_response(200, get_job(get_context(), job_id))
+    return json_response(200, get_job(get_context(), job_id, owner=caller_of(app.current_event.raw_event)))
 
 
 @app.get("/videos")
@@ -30,7 +30,10 @@ def list_videos(
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     next_token: Annotated[str | None, Query(max_length=2048)] = None,
 ):
-    return json_response(200, list_jobs(get_context(), status=status, limit=limit, next_token=next_token))
+    return json_response(
+        200,
+        list_jobs(get_context(), owner=caller_of(app.current_event.raw_event), status=status, limit=limit, next_token=next_token),
+    )
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Body
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from videogen.api import caller_of, install_error_handlers, json_response
+from videogen.api import caller_of, install_error_handlers, json_response, precheck_json_request
 from videogen.context import get_context
 from videogen.models import CreateVideoRequest
 from videogen.observability import logger, metrics, tracer
@@ -36,4 +36,5 @@ def create_video(request: Annotated[CreateVideoRequest, Body()]) -> Response[Any
 @tracer.capture_lambda_handler
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return app.resolve(event, context)
+    # Bytes the resolver's JSON parser must not see (wrong media type, bad encoding, too deep).
+    return precheck_json_request(event) or app.resolve(event, context)

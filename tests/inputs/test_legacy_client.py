@@ -11,7 +11,7 @@ import httpx
 import pytest
 import respx
 
-from videogen.errors import ProviderRejected, ProviderUnavailable
+from videogen.errors import ProviderRejected, ProviderUnavailable, ProviderUncertain
 from videogen.http import make_client
 from videogen.providers.legacy import LegacyApi
 from videogen.settings import Settings
@@ -100,11 +100,26 @@ def test_busy_provider_is_retried_then_streams(api):
 
 
 @respx.mock
-def test_provider_that_stays_down_is_unavailable(api):
-    route = respx.post(CHAT).mock(return_value=httpx.Response(503, text="busy"))
+def test_provider_that_stays_busy_is_unavailable(api):
+    # 503 + Retry-After says the generation was not started: resending is safe.
+    route = respx.post(CHAT).mock(return_value=httpx.Response(503, text="busy", headers={"Retry-After": "0"}))
     with pytest.raises(ProviderUnavailable):
         api.generate("sora_video2", prompt="cat", deadline=later())
     assert route.call_count == api.settings.submit_max_attempts
+
+
+@pytest.mark.parametrize(
+    "failure", [httpx.Response(502), httpx.Response(500), httpx.ReadTimeout("slow")], ids=["502", "500", "timeout"]
+)
+@respx.mock
+def test_an_ambiguous_failure_is_never_resent(api, failure):
+    # The chat call is the paid generation itself: after an answer that may hide a started
+    # generation it is never sent again.
+    effect = failure if isinstance(failure, Exception) else None
+    route = respx.post(CHAT).mock(side_effect=effect, return_value=None if effect else failure)
+    with pytest.raises(ProviderUncertain):
+        api.generate("sora_video2", prompt="cat", deadline=later())
+    assert route.call_count == 1
 
 
 @respx.mock
@@ -129,8 +144,8 @@ def test_stream_that_ends_without_done_or_link_fails(api):
 @respx.mock
 def test_silent_stream_is_abandoned_after_the_idle_limit(api):
     respx.post(CHAT).mock(side_effect=httpx.ReadTimeout("no bytes"))
-    # A read timeout before any answer is a transport error: retried, then unavailable.
-    with pytest.raises(ProviderUnavailable):
+    # A read timeout before any answer may hide a started (paid) generation: never resent.
+    with pytest.raises(ProviderUncertain):
         api.generate("sora_video2", prompt="cat", deadline=later())
 
     def stalls() -> Iterator[bytes]:

@@ -173,9 +173,10 @@ def test_legacy_progress_is_recorded_and_throttled(sfn, ctx, video, monkeypatch)
             "provider_error",
             "ended without a video link",
         ),
-        (httpx.Response(503, text="overloaded"), "provider_unavailable", "unavailable after 3 attempts"),
+        (httpx.Response(503, text="overloaded", headers={"Retry-After": "0"}), "provider_unavailable", "never reached"),
+        (httpx.Response(502, text="bad gateway"), "submit_uncertain", "may exist"),
     ],
-    ids=["failure-text", "moderation-400", "auth-401", "no-link", "down"],
+    ids=["failure-text", "moderation-400", "auth-401", "no-link", "down", "ambiguous-502"],
 )
 @respx.mock
 def test_legacy_failures_fail_the_job_with_the_providers_words(sfn, ctx, video, answer, code, words):  # noqa: F811

@@ -128,9 +128,9 @@ def test_malformed_key_is_400_and_creates_nothing(ctx, key):
 
 @respx.mock
 def test_a_failed_attempt_is_not_remembered_so_the_retry_runs(ctx):
-    # Given a provider that is down for the first request, then accepts
+    # Given a provider that is unreachable for the first request (nothing sent), then accepts
     generate = respx.post(GENERATE).mock(
-        side_effect=[httpx.Response(503)] * 3 + [httpx.Response(200, json={"code": 200, "data": {"taskId": "task-ok"}})]
+        side_effect=[httpx.ConnectError("refused")] * 3 + [httpx.Response(200, json={"code": 200, "data": {"taskId": "task-ok"}})]
     )
 
     # When the client retries with the same key after a 502

@@ -144,10 +144,11 @@ def test_provider_code_in_body_is_honoured(ctx):
 
 
 @respx.mock
-def test_provider_5xx_then_success_is_retried(ctx):
+def test_create_is_resent_only_when_the_provider_did_not_take_it(ctx):
+    # 503 with Retry-After and 429 say "not processed": resending cannot start a second job.
     route = respx.post(GENERATE).mock(
         side_effect=[
-            httpx.Response(503),
+            httpx.Response(503, headers={"Retry-After": "0"}),
             httpx.Response(429, headers={"Retry-After": "0"}),
             httpx.Response(200, json={"code": 200, "data": {"taskId": "task-after-retries"}}),
         ]
@@ -158,14 +159,32 @@ def test_provider_5xx_then_success_is_retried(ctx):
     assert route.call_count == 3
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        httpx.Response(500, text="boom"),
+        httpx.Response(502),
+        httpx.Response(503),  # no Retry-After: a proxy may have passed the request on
+        httpx.Response(504),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("connection dropped"),
+    ],
+    ids=["500", "502", "503-no-hint", "504", "read-timeout", "dropped"],
+)
 @respx.mock
-def test_provider_keeps_failing_job_ends_failed(ctx):
-    route = respx.post(GENERATE).mock(return_value=httpx.Response(500, text="boom"))
+def test_an_ambiguous_create_failure_is_never_resent_and_fails_loudly(ctx, failure):
+    # Given a provider that may have started the task but whose answer was lost
+    effect = failure if isinstance(failure, Exception) else None
+    route = respx.post(GENERATE).mock(side_effect=effect, return_value=None if effect else failure)
     response = submit()
+    # Then exactly one create was sent, and the job says a provider job may exist
+    assert route.call_count == 1
     assert response["statusCode"] == 502
-    assert route.call_count == 3
-    job = ctx.repo.get(response["json"]["error"]["job_id"])
-    assert job.status == "failed" and job.error.code == "provider_unavailable"
+    error = response["json"]["error"]
+    assert error["code"] == "submit_uncertain" and "may exist" in error["message"]
+    job = ctx.repo.get(error["job_id"])
+    assert job.status == "failed" and job.error.code == "submit_uncertain"
+    assert "may exist" in job.error.message
 
 
 @respx.mock

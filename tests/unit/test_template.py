@@ -70,9 +70,11 @@ def test_only_submit_and_callback_start_workflows():
 
 
 def test_secret_arns_in_the_environment_match_the_secrets_each_function_may_read():
-    # The callback needs the signing keys and the task key; status reads no secret at all.
+    # The callback needs the signing keys and the task key; status only the signing keys (cursors).
     assert readable_secrets("CallbackFunction") == {"CallbackSigningSecret", "TaskApiKeySecret"}
-    assert readable_secrets("StatusFunction") == set()
+    assert readable_secrets("StatusFunction") == {"CallbackSigningSecret"}
+    assert readable_secrets("StoreFunction") == {"OfficialApiKeySecret"}
+    assert readable_secrets("GenerateFunction") == {"LegacyApiKeySecret"}
     assert "CallbackSigningSecret" in readable_secrets("SubmitFunction")
     for name in functions():
         env_refs = {value["Ref"] for value in environment(name).values() if isinstance(value, dict) and "Ref" in value}

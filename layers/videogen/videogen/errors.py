@@ -50,6 +50,11 @@ class PayloadTooLarge(VideogenError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(VideogenError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class ProviderRejected(VideogenError):
     """The provider answered 4xx: our request (or its content) was refused."""
 
@@ -66,6 +71,13 @@ class ProviderUnavailable(VideogenError):
 
     status = 502
     code = "provider_unavailable"
+
+
+class ProviderUncertain(VideogenError):
+    """A paid call may or may not have reached the provider: it is never resent blindly."""
+
+    status = 502
+    code = "submit_uncertain"
 
 
 class TransferFailed(VideogenError):

@@ -41,6 +41,7 @@ class ErrorCode(StrEnum):
     TIMED_OUT = "timed_out"
     EXPIRED = "expired"
     SUBMIT_INTERRUPTED = "submit_interrupted"
+    SUBMIT_UNCERTAIN = "submit_uncertain"
 
 
 def utcnow() -> str:
@@ -103,6 +104,7 @@ class Job(BaseModel):
     cost: Cost | None = None
     metadata: dict[str, Any] | None = None
     # Internal bookkeeping, not shown to clients.
+    owner: str | None = None
     store_lease_until: int | None = None
     expires_at: int | None = None
 
@@ -113,7 +115,7 @@ class Job(BaseModel):
 
     def public(self, video_url: str | None = None, url_expires_at: str | None = None) -> dict[str, Any]:
         """The job JSON of the HTTP contract."""
-        body = self.model_dump(mode="json", exclude={"store_lease_until", "expires_at"})
+        body = self.model_dump(mode="json", exclude={"owner", "store_lease_until", "expires_at"})
         if body["video"] is not None:
             body["video"]["url"] = video_url
             body["video"]["url_expires_at"] = url_expires_at

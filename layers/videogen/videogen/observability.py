@@ -36,4 +36,5 @@ def job_succeeded(route: str, video: StoredVideo) -> None:
 
 def job_failed(route: str, code: str) -> None:
     _count("JobsFailed", route=route, code=code)
+    _count("JobsFailedByCode", code=code)  # alarms need exact dimensions (JobsTimedOutAlarm)
     metrics.add_metric(name="JobsFailed", unit=MetricUnit.Count, value=1)

@@ -6,8 +6,6 @@ two writers racing on the same job cannot both win.
 
 from __future__ import annotations
 
-import base64
-import json
 import time
 from decimal import Decimal
 from typing import Any
@@ -16,12 +14,14 @@ from boto3.dynamodb.conditions import Attr, Key
 from botocore.exceptions import ClientError
 
 from . import aws
-from .errors import InvalidRequest, NotFound
+from .errors import NotFound
 from .models import ACTIVE, Job, JobError, JobStatus, StoredVideo, utcnow
 
+# Listings are per owner: ``by_created`` is keyed by the owner (``list_pk``) and the creation
+# time; ``by_status`` by the status and ``owner_created`` ("{owner}#{created_at}").
 LIST_INDEX = "by_created"
 STATUS_INDEX = "by_status"
-LIST_PARTITION = "job"
+SHARED_OWNER = "anonymous"
 
 
 def _to_dynamo(value: Any) -> Any:
@@ -70,29 +70,49 @@ class JobRepository:
             return None
 
     def list(
-        self, *, status: JobStatus | None = None, limit: int = 20, next_token: str | None = None
-    ) -> tuple[list[Job], str | None]:
-        """Jobs newest first, one page at a time; ``next_token`` continues a listing."""
+        self,
+        *,
+        owner: str = SHARED_OWNER,
+        status: JobStatus | None = None,
+        limit: int = 20,
+        start_after: dict[str, str] | None = None,
+    ) -> tuple[list[Job], dict[str, str] | None]:
+        """``owner``'s jobs newest first, one page at a time.
+
+        Returns the page and the key to continue after (``None`` at the end); any job's
+        :meth:`page_key` is a valid ``start_after`` too (to end a page early).
+        """
         kwargs: dict[str, Any] = {"ScanIndexForward": False, "Limit": limit}
         if status is None:
             kwargs["IndexName"] = LIST_INDEX
-            kwargs["KeyConditionExpression"] = Key("list_pk").eq(LIST_PARTITION)
+            kwargs["KeyConditionExpression"] = Key("list_pk").eq(owner)
         else:
             kwargs["IndexName"] = STATUS_INDEX
-            kwargs["KeyConditionExpression"] = Key("status").eq(status.value)
-        if next_token:
-            kwargs["ExclusiveStartKey"] = _decode_token(next_token)
+            kwargs["KeyConditionExpression"] = Key("status").eq(status.value) & Key("owner_created").begins_with(f"{owner}#")
+        if start_after:
+            kwargs["ExclusiveStartKey"] = start_after
         page = self.table.query(**kwargs)
         jobs = [Job.model_validate(_from_dynamo(item)) for item in page.get("Items", [])]
         last = page.get("LastEvaluatedKey")
-        return jobs, (_encode_token(last) if last else None)
+        return jobs, ({str(k): str(v) for k, v in _from_dynamo(last).items()} if last else None)
+
+    @staticmethod
+    def page_key(job: Job, *, by_status: bool) -> dict[str, str]:
+        """The index key of ``job`` in a listing (where a page that ends at it continues)."""
+        owner = job.owner or SHARED_OWNER
+        if by_status:
+            return {"id": job.id, "status": job.status.value, "owner_created": f"{owner}#{job.created_at}"}
+        return {"id": job.id, "list_pk": owner, "created_at": job.created_at}
 
     # -- writes --------------------------------------------------------------------------
 
     def create(self, job: Job) -> Job:
         """Write a new job; an existing id is never overwritten."""
         item = job.model_dump(mode="json", exclude_none=True)
-        item["list_pk"] = LIST_PARTITION
+        owner = job.owner or SHARED_OWNER
+        item["owner"] = owner
+        item["list_pk"] = owner
+        item["owner_created"] = f"{owner}#{job.created_at}"
         if self.ttl_days > 0:
             item["expires_at"] = int(time.time()) + self.ttl_days * 86400
         self.table.put_item(Item=_to_dynamo(item), ConditionExpression=Attr("id").not_exists())
@@ -200,17 +220,3 @@ class JobRepository:
 
 def _plain(value: Any) -> Any:
     return value.value if isinstance(value, JobStatus) else value
-
-
-def _encode_token(key: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(_from_dynamo(key), separators=(",", ":")).encode()).decode()
-
-
-def _decode_token(token: str) -> dict[str, Any]:
-    try:
-        key = json.loads(base64.urlsafe_b64decode(token.encode()))
-        if not isinstance(key, dict) or not all(isinstance(v, str) for v in key.values()):
-            raise ValueError
-        return key
-    except ValueError as exc:
-        raise InvalidRequest("next_token is not a token this API issued", field="next_token") from exc

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from . import observability
 from .context import Context
-from .errors import InvalidRequest, TransferFailed, VideogenError
+from .errors import InvalidRequest, ProviderUnavailable, TransferFailed, VideogenError
 from .models import ErrorCode, Job, JobStatus
 from .operations.generate import run_generation
 from .operations.store import fail_job, finish, store_video
@@ -37,6 +37,8 @@ logger = observability.logger
 # Seconds a long task keeps in hand before its Lambda timeout: a transfer or stream that
 # cannot finish by then stops cleanly (multipart upload aborted, store lease released).
 SAFETY_SECONDS = 30.0
+# Seconds the poll task keeps in hand before its Lambda timeout (writing the answer).
+POLL_SAFETY_SECONDS = 5.0
 # The shortest wait a server hint may ask for (Wait states count whole seconds).
 MIN_HINT_SECONDS = 1
 
@@ -122,13 +124,13 @@ def parse_task_input(event: Any, accepted: tuple[str, ...]) -> PollInput | FailI
 # -- the functions' entry points ------------------------------------------------------------
 
 
-def run_poll_function(ctx: Context, event: Any) -> dict[str, Any]:
+def run_poll_function(ctx: Context, event: Any, *, remaining_seconds: float = 60.0) -> dict[str, Any]:
     """The poll function: ``poll`` (a look at the job) or ``fail`` (the workflow's catch-all)."""
     request = parse_task_input(event, ("poll", "fail"))
     if isinstance(request, FailInput):
         return fail(ctx, request)
     assert isinstance(request, PollInput)
-    return poll(ctx, request)
+    return poll(ctx, request, remaining_seconds=remaining_seconds)
 
 
 def run_store_function(ctx: Context, event: Any, *, remaining_seconds: float) -> dict[str, Any]:
@@ -178,7 +180,9 @@ def next_wait(outcome: Outcome, interval: int, max_interval: int, seconds_left: 
     return max(0, math.ceil(wait))
 
 
-def poll(ctx: Context, request: PollInput, *, now: Callable[[], float] = time.time) -> dict[str, Any]:
+def poll(
+    ctx: Context, request: PollInput, *, remaining_seconds: float = 60.0, now: Callable[[], float] = time.time
+) -> dict[str, Any]:
     """One look at a job and its provider; the answer tells the state machine what is next."""
     job = ctx.repo.find(request.job_id)
     if job is None:
@@ -193,7 +197,16 @@ def poll(ctx: Context, request: PollInput, *, now: Callable[[], float] = time.ti
     if job.status == JobStatus.QUEUED and not job.provider_job_id:
         return _poll_unstarted(ctx, job, request, seconds_left, now)
 
-    outcome = ctx.provider(job.route).status(job)
+    # The status call (retries included) ends before this Lambda would: never Sandbox.Timedout.
+    call_deadline = time.monotonic() + max(1.0, remaining_seconds - POLL_SAFETY_SECONDS)
+    try:
+        outcome = ctx.provider(job.route).status(job, deadline=call_deadline)
+    except ProviderUnavailable as exc:
+        hint = exc.details.get("retry_after_seconds")
+        if hint is None:
+            raise  # the ASL retries with jitter, then fails the job
+        # The provider asked us to come back later: that is the next wait, not an error.
+        outcome = Outcome(phase="pending", poll_after_seconds=float(hint))
     wait = next_wait(outcome, request.poll_interval_seconds, ctx.settings.poll_max_interval_seconds, seconds_left)
     if outcome.phase == "succeeded":
         # ``wait_seconds`` matters only if the store finds another store running (StoreBusy).

@@ -69,7 +69,7 @@ def receive_callback(
         # The callback outran submit's write of the taskId: ask the provider to retry.
         return CallbackResult(job.id, "not_ready", job.status.value, RETRY_LATER_SECONDS)
     # The callback is a hint; the provider's status API is the truth.
-    outcome = provider.status(job) if ctx.settings.verify_callbacks else report.outcome
+    outcome = provider.status(job, deadline=deadline) if ctx.settings.verify_callbacks else report.outcome
     if outcome.phase in ("pending", "running"):
         return CallbackResult(job.id, "not_final", job.status.value, RETRY_LATER_SECONDS)
     result = finish(ctx, job, outcome, deadline=deadline, handoff=True)

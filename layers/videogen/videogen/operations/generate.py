@@ -5,7 +5,7 @@ from __future__ import annotations
 from .. import observability
 from ..catalog import model_spec, provider_model_for
 from ..context import Context
-from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
+from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable, ProviderUncertain
 from ..images import input_image_url
 from ..models import ErrorCode, JobError, JobStatus
 from ..providers import Outcome, StartRequest, StreamingProvider, rejection_code
@@ -57,6 +57,9 @@ def run_generation(ctx: Context, job_id: str, *, deadline: float) -> Outcome:
     except ProviderRejected as exc:
         code = rejection_code(exc.message, exc.details.get("provider_code"))
         outcome = Outcome(phase="failed", error=JobError(code=code, message=exc.message[:1000]))
+    except ProviderUncertain as exc:
+        # The stream may have started a paid generation: never rerun, say so.
+        outcome = Outcome(phase="failed", error=JobError(code=ErrorCode.SUBMIT_UNCERTAIN.value, message=exc.message[:1000]))
     except ProviderUnavailable as exc:
         outcome = Outcome(phase="failed", error=JobError(code=ErrorCode.PROVIDER_UNAVAILABLE.value, message=exc.message[:1000]))
     if outcome.phase == "failed":

@@ -8,6 +8,7 @@ per (caller, key) (see :mod:`videogen.idempotency`).
 
 from __future__ import annotations
 
+import time
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from typing import Any
@@ -17,7 +18,7 @@ import httpx
 from .. import observability, secrets
 from ..catalog import ResolvedSpec, resolve
 from ..context import Context
-from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable, VideogenError
+from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable, ProviderUncertain, VideogenError
 from ..images import CheckedImage, delete_input_image, file_name, input_image_url, load_request_image, store_input_image
 from ..models import Cost, CreateVideoRequest, ErrorCode, Job
 from ..providers import Provider, ReferenceImage, StartRequest, rejection_code
@@ -30,6 +31,10 @@ logger = observability.logger
 
 # Seconds a client's image_url may take to download at submit (the submit Lambda has 29).
 IMAGE_FETCH_SECONDS = 10.0
+# Seconds kept in hand before the Lambda's timeout (failing the job, answering), and the
+# time assumed when there is no Lambda context (scripts, some tests).
+SAFETY_SECONDS = 4.0
+DEFAULT_SECONDS = 29.0
 
 
 def submit_video(
@@ -42,11 +47,13 @@ def submit_video(
     lambda_context: Any = None,
 ) -> dict[str, Any]:
     """The operation behind ``POST /videos``: ``{"status", "body", "headers"}`` to answer."""
+    remaining = lambda_context.get_remaining_time_in_millis() / 1000 if lambda_context is not None else DEFAULT_SECONDS
+    deadline = time.monotonic() + max(1.0, remaining - SAFETY_SECONDS)
     if idempotency_key is not None and ctx.settings.idempotency_table:
         from .. import idempotency  # Powertools idempotency is imported only when a key is used
 
         return idempotency.once(
-            lambda: answer(ctx, request, request_base_url),
+            lambda: answer(ctx, request, request_base_url, deadline, caller),
             settings=ctx.settings,
             request=request,
             key=idempotency_key,
@@ -58,16 +65,25 @@ def submit_video(
 
         checked_key(idempotency_key)
         logger.warning("Idempotency-Key ignored: IDEMPOTENCY_TABLE is not configured")
-    return answer(ctx, request, request_base_url)
+    return answer(ctx, request, request_base_url, deadline, caller)
 
 
-def answer(ctx: Context, request: CreateVideoRequest, request_base_url: str) -> dict[str, Any]:
+def answer(
+    ctx: Context, request: CreateVideoRequest, request_base_url: str, deadline: float | None, owner: str
+) -> dict[str, Any]:
     """Submit and shape the 202 answer (what an idempotent replay returns again)."""
-    job = submit(ctx, request, request_base_url=request_base_url)
+    job = submit(ctx, request, request_base_url=request_base_url, deadline=deadline, owner=owner)
     return {"status": 202, "body": view(ctx, job), "headers": {"Location": f"/videos/{job.id}"}}
 
 
-def submit(ctx: Context, request: CreateVideoRequest, *, request_base_url: str) -> Job:
+def submit(
+    ctx: Context,
+    request: CreateVideoRequest,
+    *,
+    request_base_url: str,
+    deadline: float | None = None,
+    owner: str = "anonymous",
+) -> Job:
     """Validate, record the job, start the workflow and the provider job; return the job."""
     spec = resolve(request, ctx.settings)
     provider = ctx.provider(spec.route)
@@ -76,7 +92,7 @@ def submit(ctx: Context, request: CreateVideoRequest, *, request_base_url: str) 
             f"the {spec.route} route runs in the job workflow; STATE_MACHINE_ARN is not set", code="not_configured"
         )
     image = load_request_image(request, spec, ctx.settings, lambda url: _open_image_url(ctx, url))
-    job = _new_job(request, spec)
+    job = _new_job(request, spec, owner)
     if image is not None:
         job.input_image = store_input_image(ctx.settings, job.id, image.data, image.info, image.source)
     try:
@@ -88,7 +104,7 @@ def submit(ctx: Context, request: CreateVideoRequest, *, request_base_url: str) 
     logger.append_keys(job_id=job.id)
     try:
         start_workflow(ctx.settings, job, first_wait_seconds=provider.first_wait_seconds(spec.spec.expected_generation_seconds))
-        provider_job_id = _start_at_provider(ctx, provider, job, spec, image, request_base_url)
+        provider_job_id = _start_at_provider(ctx, provider, job, spec, image, request_base_url, deadline)
     except Exception as exc:
         _fail_submitted(ctx, job, exc)
         raise
@@ -99,7 +115,7 @@ def submit(ctx: Context, request: CreateVideoRequest, *, request_base_url: str) 
     return started or ctx.repo.get(job.id)
 
 
-def _new_job(request: CreateVideoRequest, spec: ResolvedSpec) -> Job:
+def _new_job(request: CreateVideoRequest, spec: ResolvedSpec, owner: str) -> Job:
     cost = Cost(amount=spec.cost_usd, basis=f"catalog:{spec.route}/{spec.model}") if spec.cost_usd is not None else None
     return Job.new(
         route=spec.route,
@@ -111,16 +127,28 @@ def _new_job(request: CreateVideoRequest, spec: ResolvedSpec) -> Job:
         image_url=request.image_url,
         metadata=request.metadata,
         cost=cost,
+        owner=owner,
     )
 
 
 def _start_at_provider(
-    ctx: Context, provider: Provider, job: Job, spec: ResolvedSpec, image: CheckedImage | None, request_base_url: str
+    ctx: Context,
+    provider: Provider,
+    job: Job,
+    spec: ResolvedSpec,
+    image: CheckedImage | None,
+    request_base_url: str,
+    deadline: float | None,
 ) -> str | None:
-    """The provider's job id, or ``None`` for a route the workflow starts."""
+    """The provider's job id, or ``None`` for a route the workflow starts.
+
+    The create is paid work, sent at most once. When its fate is unknown (the request may
+    have arrived), the provider is asked what that request created; a job found is adopted,
+    otherwise :class:`ProviderUncertain` fails the job loudly.
+    """
     if not provider.starts_at_submit:
         return None
-    start = StartRequest(provider_model=spec.provider_model)
+    start = StartRequest(provider_model=spec.provider_model, deadline=deadline)
     if provider.calls_back:
         base = (ctx.settings.public_base_url or request_base_url).rstrip("/")
         token = make_callback_token(job.id, secrets.callback_keys(ctx.settings))
@@ -132,7 +160,15 @@ def _start_at_provider(
         else:
             # The provider fetches our checked copy of the image, never the client's URL.
             start = replace(start, image_url=input_image_url(ctx.settings, job.input_image)[0])
-    return provider.create(job, start)
+    sent_at = time.time()
+    try:
+        return provider.create(job, start)
+    except ProviderUncertain:
+        found = provider.find_created(job, start, since=sent_at)
+        if found is None:
+            raise
+        logger.warning("create answer lost; adopted the provider job it made", extra={"provider_job_id": found})
+        return found
 
 
 def _fail_submitted(ctx: Context, job: Job, exc: Exception) -> None:
@@ -140,6 +176,10 @@ def _fail_submitted(ctx: Context, job: Job, exc: Exception) -> None:
     if isinstance(exc, ProviderRejected):
         # A refusal of the content (faces, moderation) is named so, in the provider's words.
         fail_job(ctx, job.id, rejection_code(exc.message, exc.details.get("provider_code")), exc.message)
+        exc.details.setdefault("job_id", job.id)
+    elif isinstance(exc, ProviderUncertain):
+        message = f"{exc.message}. Check the provider's dashboard before submitting again: it may bill for it."
+        fail_job(ctx, job.id, ErrorCode.SUBMIT_UNCERTAIN.value, message)
         exc.details.setdefault("job_id", job.id)
     elif isinstance(exc, ProviderUnavailable):
         fail_job(ctx, job.id, ErrorCode.PROVIDER_UNAVAILABLE.value, exc.message)

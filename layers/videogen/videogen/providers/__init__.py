@@ -139,6 +139,8 @@ class StartRequest:
     callback_url: str | None = None
     image_url: str | None = None
     image_file: ReferenceImage | None = None
+    #: ``time.monotonic()`` by which the provider call must be over (the Lambda's time left).
+    deadline: float | None = None
 
 
 @dataclass(frozen=True)
@@ -178,8 +180,13 @@ class Provider(Protocol):
         """Start paid work for ``job``; return the provider's job id."""
         ...
 
-    def status(self, job: Job) -> Outcome:
+    def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
         """Where ``job`` stands at the provider (its status API is the truth)."""
+        ...
+
+    def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
+        """After an uncertain ``create``: the provider job that request made, if the provider
+        can tell (``since`` is when the request was sent, unix seconds); else ``None``."""
         ...
 
     def result_source(self, job: Job, result_url: str | None) -> ResultSource:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 
 from ..errors import InvalidRequest, ProviderRejected
-from ..http import RETRYABLE, send_with_retries
+from ..http import RETRYABLE, send_once
 from ..models import ErrorCode, JobError
 from ..settings import Settings
 from . import (
@@ -340,7 +340,9 @@ class LegacyApi(ProviderClient):
         """Run one generation and return its outcome (succeeded with the MP4 URL, or failed).
 
         Raises :class:`ProviderRejected` when the provider refuses the request (4xx) and
-        :class:`ProviderUnavailable` when it keeps answering 429/5xx before the stream starts.
+        :class:`ProviderUnavailable` when it never took the request (no connection, 429, 503
+        with ``Retry-After``) and :class:`ProviderUncertain` when it may have started a paid
+        generation (timeout, dropped connection, 5xx): the call is never resent.
         ``deadline`` is a ``time.monotonic()`` value: a stream still running then fails the job
         with ``timed_out``.
         """
@@ -357,7 +359,8 @@ class LegacyApi(ProviderClient):
                 response.close()
             return response
 
-        response = send_with_retries(send, self.settings, what="chat/completions")
+        # The call is the paid generation itself: sent at most once (ProviderUncertain otherwise).
+        response = send_once(send, self.settings, what="chat/completions", deadline=deadline)
         if response.status_code >= 300:
             raise ProviderRejected(
                 f"chat/completions refused by provider: {error_message(response)}", http_status=response.status_code
@@ -437,7 +440,7 @@ class LegacyProvider:
     def create(self, job: Job, start: StartRequest) -> str:
         raise InvalidRequest("the legacy route is started by the workflow's generate task", field="route")
 
-    def status(self, job: Job) -> Outcome:
+    def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
         raise InvalidRequest("route 'legacy' has no status to poll", field="route")
 
     def result_source(self, job: Job, result_url: str | None) -> ResultSource:
@@ -447,6 +450,9 @@ class LegacyProvider:
 
     def first_wait_seconds(self, expected_seconds: int) -> int:
         return 0
+
+    def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
+        return None  # the API has no way to list what a request created
 
     def read_callback(self, body: Any) -> CallbackReport:
         raise InvalidRequest("this job does not take callbacks", field="job_id")

@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
-from ..http import send_with_retries
+from ..http import request_timeout, send_once, send_with_retries
 from ..models import ErrorCode, JobError
 from ..settings import Settings
 from . import CallbackReport, ImageInput, Outcome, Phase, ProviderClient, ReferenceImage, ResultSource, StartRequest, job_error
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 
 VIDEO_STATES = ("queued", "in_progress", "completed", "failed", "expired")
 POLL_AFTER_HEADER = "openai-poll-after-ms"
+# Seconds a provider's clock may run behind ours when matching a video to a create.
+RECONCILE_SKEW_SECONDS = 30
 
 
 class VideoError(BaseModel):
@@ -41,6 +43,10 @@ class Video(BaseModel):
     status: str
     progress: int | None = None
     error: VideoError | None = None
+    model: str | None = None
+    created_at: float | None = None
+    seconds: str | int | None = None
+    size: str | None = None
 
 
 def outcome_of(video: Video, *, content_url: str, poll_after_seconds: float | None = None) -> Outcome:
@@ -116,27 +122,70 @@ class OfficialApi(ProviderClient):
             raise ProviderUnavailable(f"{what}: unknown video status {video.status!r}")
         return video
 
-    def create(self, model: str, *, prompt: str, seconds: int, size: str | None, image: ReferenceImage | None = None) -> str:
-        """Start a video; returns its id. Multipart, ``seconds`` as a string; 429/5xx retried."""
+    def create(
+        self,
+        model: str,
+        *,
+        prompt: str,
+        seconds: int,
+        size: str | None,
+        image: ReferenceImage | None = None,
+        deadline: float | None = None,
+    ) -> str:
+        """Start a video; returns its id. Multipart, ``seconds`` as a string; sent at most once."""
         fields: dict[str, Any] = {"model": (None, model), "prompt": (None, prompt), "seconds": (None, str(seconds))}
         if size:
             fields["size"] = (None, size)
         if image is not None:
             fields["input_reference"] = (image.filename, image.content, image.content_type)
         url = f"{self.base_url}/v1/videos"
-        response = send_with_retries(
-            lambda: self.client.post(url, files=fields, headers=self.headers), self.settings, what="create video"
+        response = send_once(
+            lambda: self.client.post(url, files=fields, headers=self.headers, timeout=request_timeout(self.settings, deadline)),
+            self.settings,
+            what="create video",
+            deadline=deadline,
         )
         return self._video(self._check(response, "create video"), "create video").id
 
-    def retrieve(self, video_id: str) -> Outcome:
+    def retrieve(self, video_id: str, *, deadline: float | None = None) -> Outcome:
         """The video's state as an :class:`Outcome` (with the server's poll hint, if any)."""
         url = f"{self.base_url}/v1/videos/{video_id}"
-        response = send_with_retries(lambda: self.client.get(url, headers=self.headers), self.settings, what="retrieve video")
+        response = send_with_retries(
+            lambda: self.client.get(url, headers=self.headers, timeout=request_timeout(self.settings, deadline)),
+            self.settings,
+            what="retrieve video",
+            deadline=deadline,
+        )
         video = self._video(self._check(response, "retrieve video"), "retrieve video")
         if video.id != video_id:
             raise ProviderUnavailable(f"retrieve video: asked for {video_id!r}, provider answered {video.id!r}")
         return outcome_of(video, content_url=self.content_url(video_id), poll_after_seconds=poll_after_seconds(response))
+
+    def recent(self, *, limit: int = 50, deadline: float | None = None) -> list[Video]:
+        """The newest videos of this API key (``GET /v1/videos?order=desc``), for reconciling."""
+        url = f"{self.base_url}/v1/videos"
+        response = send_with_retries(
+            lambda: self.client.get(
+                url,
+                params={"limit": limit, "order": "desc"},
+                headers=self.headers,
+                timeout=request_timeout(self.settings, deadline),
+            ),
+            self.settings,
+            what="list videos",
+            deadline=deadline,
+        )
+        body = self._check(response, "list videos")
+        items = body.get("data")
+        if not isinstance(items, list):
+            raise ProviderUnavailable("list videos: provider answer has no data list")
+        videos = []
+        for item in items:
+            try:
+                videos.append(Video.model_validate(item))
+            except ValidationError:
+                continue
+        return videos
 
     def content_url(self, video_id: str) -> str:
         """Where the MP4 is streamed from (needs :attr:`headers`; 404 while not ready)."""
@@ -159,11 +208,38 @@ class OfficialProvider:
 
     def create(self, job: Job, start: StartRequest) -> str:
         return self.api.create(
-            start.provider_model, prompt=job.prompt, seconds=job.seconds or 4, size=job.size, image=start.image_file
+            start.provider_model,
+            prompt=job.prompt,
+            seconds=job.seconds or 4,
+            size=job.size,
+            image=start.image_file,
+            deadline=start.deadline,
         )
 
-    def status(self, job: Job) -> Outcome:
-        return self.api.retrieve(_provider_id(job))
+    def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
+        return self.api.retrieve(_provider_id(job), deadline=deadline)
+
+    def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
+        """After an uncertain create: the one video this request made, if the list shows it.
+
+        A video counts when its model, seconds and size are the request's and it was created
+        after ``since`` (unix seconds, minus clock skew). Only a single match is adopted: two
+        candidates could be another request's, so that stays uncertain.
+        """
+        try:
+            videos = self.api.recent(deadline=start.deadline)
+        except (ProviderUnavailable, ProviderRejected):
+            return None
+        matches = [
+            v.id
+            for v in videos
+            if v.model == start.provider_model
+            and (v.seconds is None or str(v.seconds) == str(job.seconds or 4))
+            and (job.size is None or v.size is None or v.size == job.size)
+            and v.created_at is not None
+            and v.created_at >= since - RECONCILE_SKEW_SECONDS
+        ]
+        return matches[0] if len(matches) == 1 else None
 
     def result_source(self, job: Job, result_url: str | None) -> ResultSource:
         # Always our own content URL: a URL from elsewhere never gets the API key.

@@ -13,7 +13,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
-from ..http import send_with_retries
+from ..http import request_timeout, send_once, send_with_retries
 from ..settings import Settings
 from . import CallbackReport, ImageInput, Outcome, ProviderClient, ResultSource, StartRequest, error_message, job_error
 
@@ -111,8 +111,9 @@ class TaskApi(ProviderClient):
         orientation: str | None,
         image_urls: list[str] | None,
         callback_url: str | None,
+        deadline: float | None = None,
     ) -> str:
-        """Start a task; returns its ``taskId``. 429/5xx are retried with backoff."""
+        """Start a task; returns its ``taskId``. Sent at most once (see :func:`send_once`)."""
         task_input: dict[str, Any] = {
             "mode": "image-to-video" if image_urls else "text-to-video",
             "prompt": prompt,
@@ -129,8 +130,11 @@ class TaskApi(ProviderClient):
         else:
             body["request_type"] = "async"
         url = f"{self.base_url}/api/v1/generateTask/{model}"
-        response = send_with_retries(
-            lambda: self.client.post(url, json=body, headers=self.headers), self.settings, what="generateTask"
+        response = send_once(
+            lambda: self.client.post(url, json=body, headers=self.headers, timeout=request_timeout(self.settings, deadline)),
+            self.settings,
+            what="generateTask",
+            deadline=deadline,
         )
         data = self._unwrap(response, "generateTask")
         task_id = data.get("taskId")
@@ -138,11 +142,15 @@ class TaskApi(ProviderClient):
             raise ProviderUnavailable("generateTask: provider answer has no taskId")
         return task_id
 
-    def status(self, model: str, task_id: str) -> TaskData:
+    def status(self, model: str, task_id: str, *, deadline: float | None = None) -> TaskData:
         """The task's current status (the provider's truth, used to verify callbacks)."""
         url = f"{self.base_url}/api/v1/statusTask/{model}"
+        params = {"taskId": task_id}
         response = send_with_retries(
-            lambda: self.client.get(url, params={"taskId": task_id}, headers=self.headers), self.settings, what="statusTask"
+            lambda: self.client.get(url, params=params, headers=self.headers, timeout=request_timeout(self.settings, deadline)),
+            self.settings,
+            what="statusTask",
+            deadline=deadline,
         )
         data = self._unwrap(response, "statusTask")
         try:
@@ -172,10 +180,11 @@ class TaskProvider:
             orientation=job.orientation,
             image_urls=[start.image_url] if start.image_url else None,
             callback_url=start.callback_url,
+            deadline=start.deadline,
         )
 
-    def status(self, job: Job) -> Outcome:
-        return outcome_of(self.api.status(job.model, _provider_id(job)))
+    def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
+        return outcome_of(self.api.status(job.model, _provider_id(job), deadline=deadline))
 
     def result_source(self, job: Job, result_url: str | None) -> ResultSource:
         if not result_url:
@@ -185,6 +194,9 @@ class TaskProvider:
     def first_wait_seconds(self, expected_seconds: int) -> int:
         # The callback normally ends the job; the workflow only looks once it is overdue.
         return expected_seconds + self.settings.fallback_wait_seconds
+
+    def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
+        return None  # the API has no way to list what a request created
 
     def read_callback(self, body: Any) -> CallbackReport:
         task = parse_task_payload(body)
