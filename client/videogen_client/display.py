@@ -1,0 +1,256 @@
+"""What a person sees: one-line errors, job summaries, tables and progress bars (Rich).
+
+Bars, status lines and errors go to stderr; results (a job, a table, ``--json`` documents)
+go to stdout, so ``videogen … --json | jq`` and ``videogen … > file`` stay clean.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from .api import ApiError
+
+STATUS_STYLE = {"queued": "yellow", "in_progress": "cyan", "succeeded": "green", "failed": "red"}
+
+
+class Display:
+    """The two streams and the ``--json`` switch."""
+
+    def __init__(self, *, as_json: bool, out: Console | None = None, err: Console | None = None) -> None:
+        self.as_json = as_json
+        self.out = out or Console(highlight=False, soft_wrap=True)
+        self.err = err or Console(stderr=True, highlight=False, soft_wrap=True)
+
+    # ---- results ----------------------------------------------------------------------
+
+    def document(self, value: Any) -> None:
+        """One JSON document on stdout (``--json``)."""
+        self.out.print(json.dumps(value, indent=2), markup=False, highlight=False, soft_wrap=True)
+
+    def note(self, text: str) -> None:
+        """A line for the person (stderr), never in ``--json`` output."""
+        self.err.print(text)
+
+    def job(self, job: dict[str, Any]) -> None:
+        table = Table.grid(padding=(0, 2))
+        table.add_column(style="bold")
+        table.add_column()
+        for name, value in job_rows(job):
+            table.add_row(name, value)
+        self.out.print(table)
+
+    def jobs(self, jobs: list[dict[str, Any]]) -> None:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("id", "status", "route", "model", "progress", "created", "prompt"):
+            table.add_column(column, no_wrap=column != "prompt", overflow="ellipsis")
+        for job in jobs:
+            table.add_row(
+                str(job.get("id")),
+                status_text(str(job.get("status"))),
+                str(job.get("route")),
+                str(job.get("model")),
+                f"{job.get('progress', 0)}%",
+                str(job.get("created_at", ""))[:19].replace("T", " "),
+                escape(shorten(str(job.get("prompt", "")), 60)),
+            )
+        self.out.print(table)
+
+    def models(self, catalog: dict[str, Any]) -> None:
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for column in ("route", "model", "seconds", "sizes / orientations", "image", "price"):
+            table.add_column(column)
+        default_route = catalog.get("default_route")
+        for route, spec in catalog.get("routes", {}).items():
+            for model, info in spec.get("models", {}).items():
+                shapes = info.get("sizes") or info.get("orientations") or []
+                default_shape = info.get("default_size") or info.get("default_orientation")
+                table.add_row(
+                    route + (" (default)" if route == default_route else ""),
+                    model + (" *" if model == spec.get("default_model") else ""),
+                    ", ".join(marked(s, info.get("default_seconds")) for s in info.get("seconds", [])),
+                    ", ".join(marked(s, default_shape) for s in shapes),
+                    ", ".join(info["image"]["formats"]) if info.get("image") else "no",
+                    price_text(info.get("price") or {}),
+                )
+        self.out.print(table)
+        self.err.print("[dim]* default model of its route; [bold]bold[/bold]: default value[/dim]")
+
+    # ---- errors -----------------------------------------------------------------------
+
+    def api_error(self, error: ApiError) -> None:
+        if self.as_json:
+            self.document(error.document())
+        self.err.print(f"[red]Error:[/red] {escape(error_line(error))}")
+        if error.hint:
+            self.err.print(f"[dim]hint: {escape(error.hint)}[/dim]")
+
+    def failure(self, text: str) -> None:
+        self.err.print(f"[red]Error:[/red] {escape(text)}")
+
+    # ---- progress ---------------------------------------------------------------------
+
+    @contextmanager
+    def job_progress(self, job_id: str) -> Iterator[JobProgress]:
+        progress = JobProgress(self, job_id)
+        try:
+            yield progress
+        finally:
+            progress.close()
+
+    @contextmanager
+    def byte_progress(self, label: str) -> Iterator[ByteProgress]:
+        progress = ByteProgress(self, label)
+        try:
+            yield progress
+        finally:
+            progress.close()
+
+
+class JobProgress:
+    """A live bar of one job (progress, status, elapsed) on a terminal; a line per change otherwise."""
+
+    def __init__(self, display: Display, job_id: str) -> None:
+        self.display = display
+        self.started = time.monotonic()
+        self.last: tuple[Any, Any] | None = None
+        self.live = not display.as_json and display.err.is_terminal
+        self.bar: Progress | None = None
+        if self.live:
+            self.bar = Progress(
+                SpinnerColumn(finished_text="•"),
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                TaskProgressColumn(),
+                TextColumn("{task.fields[status]}"),
+                TimeElapsedColumn(),
+                console=display.err,
+            )
+            self.task = self.bar.add_task(f"job {job_id[:12]}", total=100, status=status_text("queued"))
+            self.bar.start()
+
+    def update(self, job: dict[str, Any]) -> None:
+        status, progress = job.get("status"), int(job.get("progress") or 0)
+        if self.bar is not None:
+            self.bar.update(self.task, completed=progress, status=status_text(str(status)))
+        elif not self.display.as_json and (status, progress) != self.last:
+            elapsed = time.monotonic() - self.started
+            self.display.err.print(f"  {elapsed:6.1f}s  {job.get('id')}  {status:<11} {progress:3d}%", markup=False)
+        self.last = (status, progress)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+class ByteProgress:
+    """A byte bar (size, speed, time left) for a download."""
+
+    def __init__(self, display: Display, label: str) -> None:
+        self.bar: Progress | None = None
+        if not display.as_json and display.err.is_terminal:
+            self.bar = Progress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=display.err,
+            )
+            self.task = self.bar.add_task(label, total=None)
+            self.bar.start()
+
+    def update(self, done: int, total: int | None) -> None:
+        if self.bar is not None:
+            self.bar.update(self.task, completed=done, total=total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+def error_line(error: ApiError) -> str:
+    """One line: the API's message, then the field and the allowed values, then status and code."""
+    parts = [error.message]
+    details = []
+    if error.field:
+        details.append(f"field: {error.field}")
+    if error.allowed is not None:
+        details.append("allowed: " + ", ".join(str(v) for v in error.allowed))
+    if error.job_id:
+        details.append(f"job: {error.job_id}")
+    if details:
+        parts.append(f"({'; '.join(details)})")
+    parts.append(f"[HTTP {error.status} {error.code}]" if error.status else f"[{error.code}]")
+    return " ".join(parts)
+
+
+def job_rows(job: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [
+        ("id", str(job.get("id"))),
+        ("status", status_text(str(job.get("status")))),
+        ("progress", f"{job.get('progress', 0)}%"),
+        ("route / model", f"{job.get('route')} / {job.get('model')}"),
+    ]
+    shape = ", ".join(str(v) for v in (job.get("size"), job.get("orientation")) if v)
+    rows.append(("video", f"{job.get('seconds')} s" + (f", {shape}" if shape else "")))
+    rows.append(("prompt", escape(shorten(str(job.get("prompt", "")), 200))))
+    rows.append(("created", str(job.get("created_at"))))
+    if job.get("completed_at"):
+        rows.append(("completed", str(job.get("completed_at"))))
+    error = job.get("error")
+    if error:
+        rows.append(("error", f"[red]{escape(str(error.get('code')))}[/red]: {escape(str(error.get('message')))}"))
+    video = job.get("video")
+    if video:
+        rows.append(("stored", f"s3://{video.get('bucket')}/{video.get('key')} ({video.get('bytes')} bytes)"))
+    cost = job.get("cost")
+    if cost:
+        rows.append(("cost", f"{cost.get('amount')} {cost.get('currency')} (estimate)"))
+    if job.get("metadata"):
+        rows.append(("metadata", escape(json.dumps(job["metadata"]))))
+    return rows
+
+
+def status_text(status: str) -> str:
+    style = STATUS_STYLE.get(status)
+    return f"[{style}]{status}[/{style}]" if style else escape(status)
+
+
+def marked(value: Any, default: Any) -> str:
+    return f"[bold]{value}[/bold]" if value == default else str(value)
+
+
+def price_text(price: dict[str, Any]) -> str:
+    if price.get("per_call") is not None:
+        return f"${price['per_call']} / call"
+    per_second = price.get("per_second")
+    if isinstance(per_second, dict):
+        rates = sorted(set(per_second.values()))
+        return " / ".join(f"${r}" for r in rates) + " / s"
+    if per_second is not None:
+        return f"${per_second} / s"
+    return "not set"
+
+
+def shorten(text: str, width: int) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
