@@ -123,6 +123,9 @@ def api_options(command: F) -> F:
             raise SystemExit(ERROR) from exc
         except Exit as exc:
             raise SystemExit(exc.code) from exc
+        except KeyboardInterrupt:  # outside a wait or a download (those say how to resume)
+            target.display.failure("interrupted")
+            raise SystemExit(INTERRUPTED) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -176,8 +179,11 @@ def create(target: Target, prompt: str, out: Path | None, wait: bool, timeout: f
                 display.job(job)
                 display.note(f"[dim]follow it: {resume_command(target, job['id'], None)}[/dim]")
             return
-        display.note(f"job [bold]{job['id']}[/bold] accepted ({job.get('route')} / {job.get('model')})")
-        follow(target, api, job["id"], timeout=timeout, out=out, first=job)
+        try:
+            display.note(f"job [bold]{job['id']}[/bold] accepted ({job.get('route')} / {job.get('model')})")
+            follow(target, api, job["id"], timeout=timeout, out=out, first=job)
+        except KeyboardInterrupt:  # between the answer and the wait: the job exists, say how to follow it
+            stopped_waiting(target, job, out)
 
 
 def create_body(
@@ -337,11 +343,7 @@ def follow(
 
             job = wait_for(api, job_id, timeout=timeout, on_update=update, first=first)
     except KeyboardInterrupt:
-        display.note(
-            f"\nStopped waiting. Job {job_id} keeps running ({last.get('status', 'unknown')}, {last.get('progress', 0)}%).\n"
-            f"Resume with: {resume_command(target, job_id, out)}"
-        )
-        raise Exit(INTERRUPTED) from None
+        stopped_waiting(target, last, out)
     except WaitTimeout as exc:
         if display.as_json:
             display.document(exc.job)
@@ -354,6 +356,16 @@ def follow(
     finish(display, job, saved)
 
 
+def stopped_waiting(target: Target, job: dict[str, Any], out: Path | None) -> NoReturn:
+    """Ctrl-C while waiting: the job is the server's, it keeps running; print how to resume."""
+    job_id = str(job.get("id"))
+    target.display.note(
+        f"\nStopped waiting. Job {job_id} keeps running ({job.get('status', 'unknown')}, {job.get('progress', 0)}%).\n"
+        f"Resume with: {resume_command(target, job_id, out)}"
+    )
+    raise Exit(INTERRUPTED)
+
+
 def save_video(target: Target, api: ApiClient, job: dict[str, Any], out: Path) -> dict[str, Any]:
     """Download the job's video to ``out``; a failed attempt is retried with a fresh presigned URL."""
     display = target.display
@@ -364,6 +376,12 @@ def save_video(target: Target, api: ApiClient, job: dict[str, Any], out: Path) -
             with display.byte_progress(f"{out.name}") as bar:
                 written = api.download(str(video.get("url")), out, expected_bytes=video.get("bytes"), on_progress=bar.update)
             return {"path": str(out), "bytes": written}
+        except KeyboardInterrupt:
+            display.note(
+                f"\nDownload stopped (nothing was kept at {out}). The video stays stored; "
+                f"get it with: {download_command(target, str(job.get('id')), out)}"
+            )
+            raise Exit(INTERRUPTED) from None
         except DownloadError as exc:
             if attempt >= backoff.retries:
                 display.failure(f"could not download job {job.get('id')}'s video: {exc}")
@@ -401,6 +419,10 @@ def job_failed(display: Display, job: dict[str, Any]) -> NoReturn:
 def resume_command(target: Target, job_id: str, out: Path | None) -> str:
     args = ["videogen", "wait", job_id, *(["--out", str(out)] if out is not None else []), *target.resume_args()]
     return shlex.join(args)
+
+
+def download_command(target: Target, job_id: str, out: Path) -> str:
+    return shlex.join(["videogen", "download", job_id, "--out", str(out), *target.resume_args()])
 
 
 def main() -> None:
