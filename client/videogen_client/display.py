@@ -19,6 +19,7 @@ from rich.progress import (
     DownloadColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -59,19 +60,26 @@ class Display:
         self.out.print(table)
 
     def jobs(self, jobs: list[dict[str, Any]]) -> None:
-        table = Table(box=None, header_style="bold", pad_edge=False)
-        for column in ("id", "status", "route", "model", "progress", "created", "prompt"):
-            table.add_column(column, no_wrap=column != "prompt", overflow="ellipsis")
-        for job in jobs:
-            table.add_row(
+        headers = ("id", "status", "done", "route / model", "created", "prompt")
+        rows = [
+            (
                 str(job.get("id")),
-                status_text(str(job.get("status"))),
-                str(job.get("route")),
-                str(job.get("model")),
+                str(job.get("status")),
                 f"{job.get('progress', 0)}%",
-                str(job.get("created_at", ""))[:19].replace("T", " "),
-                escape(shorten(str(job.get("prompt", "")), 60)),
+                f"{job.get('route')} / {job.get('model')}",
+                str(job.get("created_at", ""))[:16].replace("T", " "),
+                str(job.get("prompt", "")),
             )
+            for job in jobs
+        ]
+        # Every column but the prompt at full width; the prompt gets what is left of the line.
+        fixed = sum(max([len(h), *(len(r[i]) for r in rows)]) + 2 for i, h in enumerate(headers[:-1]))
+        room = max(10, self.out.width - fixed)
+        table = Table(box=None, header_style="bold", pad_edge=False)
+        for header in headers:
+            table.add_column(header, no_wrap=True)
+        for row in rows:
+            table.add_row(row[0], status_text(row[1]), *row[2:5], escape(shorten(row[5], room)))
         self.out.print(table)
 
     def models(self, catalog: dict[str, Any]) -> None:
@@ -109,8 +117,11 @@ class Display:
     # ---- progress ---------------------------------------------------------------------
 
     @contextmanager
-    def job_progress(self, job_id: str) -> Iterator[JobProgress]:
-        progress = JobProgress(self, job_id)
+    def job_progress(self, *job_ids: str) -> Iterator[JobProgress]:
+        """Bars for these jobs (more can be added with :meth:`JobProgress.track`)."""
+        progress = JobProgress(self)
+        for job_id in job_ids:
+            progress.track(job_id)
         try:
             yield progress
         finally:
@@ -126,15 +137,16 @@ class Display:
 
 
 class JobProgress:
-    """A live bar of one job (progress, status, elapsed) on a terminal; a line per change otherwise."""
+    """A live bar per job (progress, status, elapsed) on a terminal; a line per change otherwise."""
 
-    def __init__(self, display: Display, job_id: str) -> None:
+    def __init__(self, display: Display) -> None:
         self.display = display
         self.started = time.monotonic()
-        self.last: tuple[Any, Any] | None = None
-        self.live = not display.as_json and display.err.is_terminal
+        self.labels: dict[str, str] = {}
+        self.tasks: dict[str, TaskID] = {}
+        self.last: dict[str, tuple[Any, Any]] = {}
         self.bar: Progress | None = None
-        if self.live:
+        if not display.as_json and display.err.is_terminal:
             self.bar = Progress(
                 SpinnerColumn(finished_text="•"),
                 TextColumn("[bold]{task.description}"),
@@ -144,17 +156,24 @@ class JobProgress:
                 TimeElapsedColumn(),
                 console=display.err,
             )
-            self.task = self.bar.add_task(f"job {job_id[:12]}", total=100, status=status_text("queued"))
             self.bar.start()
 
+    def track(self, job_id: str, label: str | None = None) -> None:
+        self.labels[job_id] = label or f"job {job_id[:12]}"
+        if self.bar is not None:
+            self.tasks[job_id] = self.bar.add_task(self.labels[job_id], total=100, status=status_text("queued"))
+
     def update(self, job: dict[str, Any]) -> None:
+        job_id = str(job.get("id"))
+        if job_id not in self.labels:
+            self.track(job_id)
         status, progress = job.get("status"), int(job.get("progress") or 0)
         if self.bar is not None:
-            self.bar.update(self.task, completed=progress, status=status_text(str(status)))
-        elif not self.display.as_json and (status, progress) != self.last:
+            self.bar.update(self.tasks[job_id], completed=progress, status=status_text(str(status)))
+        elif not self.display.as_json and (status, progress) != self.last.get(job_id):
             elapsed = time.monotonic() - self.started
-            self.display.err.print(f"  {elapsed:6.1f}s  {job.get('id')}  {status:<11} {progress:3d}%", markup=False)
-        self.last = (status, progress)
+            self.display.err.print(f"  {elapsed:6.1f}s  {self.labels[job_id]}  {status:<11} {progress:3d}%", markup=False)
+        self.last[job_id] = (status, progress)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -195,7 +214,7 @@ def error_line(error: ApiError) -> str:
         details.append(f"field: {error.field}")
     if error.allowed is not None:
         details.append("allowed: " + ", ".join(str(v) for v in error.allowed))
-    if error.job_id:
+    if error.job_id and error.job_id not in error.message:
         details.append(f"job: {error.job_id}")
     if details:
         parts.append(f"({'; '.join(details)})")
