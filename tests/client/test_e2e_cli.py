@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from local.dev import client_examples
 from tests.e2e.helpers import E2E, SAMPLE_SHA256
 
 VIDEOGEN = Path(sys.executable).parent / "videogen"
@@ -200,3 +201,18 @@ def read_line_with(process: subprocess.Popen[str], text: str, timeout: float) ->
             if not line and process.poll() is not None:
                 break
     raise AssertionError(f"no line with {text!r} from videogen (exit {process.poll()})")
+
+
+def test_dev_client_examples_work_as_written(e2e: E2E, tmp_path: Path) -> None:
+    # Given the videogen commands `make dev` prints, with the installed client on PATH
+    script = "set -euo pipefail\n" + "\n".join(command for _comment, command in client_examples(e2e.info["api_url"]))
+    env = {**client_env(), "PATH": f"{VIDEOGEN.parent}{os.pathsep}{os.environ['PATH']}"}
+
+    # When they run, in order, in one bash shell
+    run = subprocess.run(["bash", "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=180, env=env)
+
+    # Then each works: the MP4 is saved, the JSON parses, the bad request names its field
+    assert run.returncode == 0, run.stderr + run.stdout
+    assert sha256(tmp_path / "boat.mp4") == SAMPLE_SHA256
+    assert "field: seconds" in run.stderr
+    e2e.wait(json.loads(run.stdout[run.stdout.index('{\n  "id"') :].split("\n}\n")[0] + "\n}")["id"])
