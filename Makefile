@@ -47,7 +47,7 @@ $(SAM_STAMP):
 
 install: $(VENV_STAMP) ## Create .venv with the development dependencies and the videogen client
 
-lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer package
+lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer package and the client
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy

@@ -376,3 +376,27 @@ def test_wait_for_times_out_on_the_clock():
     with pytest.raises(WaitTimeout) as raised:
         wait_for(client, JOB_ID, timeout=2.0, on_update=lambda _j: None, clock=lambda: now[0], sleep=sleep)
     assert raised.value.job["status"] == "queued" and now[0] == pytest.approx(2.0)
+
+
+def test_stack_reads_the_api_url_from_the_stacks_outputs(api, monkeypatch):
+    # Given a CloudFormation stack (moto) whose ApiUrl output is the API
+    from moto import mock_aws
+
+    template = {
+        "Resources": {"Topic": {"Type": "AWS::SNS::Topic"}},
+        "Outputs": {"ApiUrl": {"Value": API}},
+    }
+    route = api.get(f"{API}/videos/{JOB_ID}").respond(200, json=job("queued"))
+    with mock_aws():
+        import boto3
+
+        boto3.client("cloudformation").create_stack(StackName="videogen", TemplateBody=json.dumps(template))
+
+        # When a command names the stack instead of the URL
+        result = run("wait", JOB_ID, "--timeout", "0", "--stack", "videogen", "--no-sign")
+        missing = run("get", JOB_ID, "--stack", "nope", "--no-sign")
+
+    # Then it talks to that API, and a follow-up command names the stack again
+    assert route.called
+    assert result.exit_code == 3 and f"videogen wait {JOB_ID} --stack videogen --no-sign" in result.stderr
+    assert missing.exit_code == 2 and "cannot read stack 'nope'" in missing.stderr

@@ -216,3 +216,23 @@ def test_dev_client_examples_work_as_written(e2e: E2E, tmp_path: Path) -> None:
     assert sha256(tmp_path / "boat.mp4") == SAMPLE_SHA256
     assert "field: seconds" in run.stderr
     e2e.wait(json.loads(run.stdout[run.stdout.index('{\n  "id"') :].split("\n}\n")[0] + "\n}")["id"])
+
+
+def test_a_local_image_file_is_uploaded_for_image_to_video(e2e: E2E, tmp_path: Path) -> None:
+    # Given a PNG on disk
+    from PIL import Image
+
+    image = tmp_path / "start.png"
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(image)
+
+    # When it is given to --image
+    run = videogen(
+        e2e, "create", e2e.prompt("The still comes alive"), "--route", "task", "--image", str(image), "--wait", "--json"
+    )
+
+    # Then the API received it as an upload, checked it, and the job succeeded
+    assert run.returncode == 0, run.stderr
+    job = json.loads(run.stdout)
+    assert job["status"] == "succeeded"
+    assert job["input_image"]["source"] == "upload" and job["input_image"]["bytes"] == image.stat().st_size
+    assert (job["input_image"]["width"], job["input_image"]["height"]) == (64, 48)
