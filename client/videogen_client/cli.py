@@ -12,7 +12,6 @@ import functools
 import json
 import os
 import shlex
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +19,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
+from botocore.exceptions import BotoCoreError
+from rich.markup import escape
 
 from . import __version__
 from .api import ApiClient, ApiError, DownloadError, WaitTimeout, wait_for
@@ -123,6 +124,9 @@ def api_options(command: F) -> F:
             raise SystemExit(ERROR) from exc
         except Exit as exc:
             raise SystemExit(exc.code) from exc
+        except BotoCoreError as exc:  # credentials that fail when used (an expired SSO token, …)
+            target.display.failure(f"AWS credentials: {exc}")
+            raise SystemExit(ERROR) from exc
         except KeyboardInterrupt:  # outside a wait or a download (those say how to resume)
             target.display.failure("interrupted")
             raise SystemExit(INTERRUPTED) from None
@@ -177,10 +181,10 @@ def create(target: Target, prompt: str, out: Path | None, wait: bool, timeout: f
                 display.document(job)
             else:
                 display.job(job)
-                display.note(f"[dim]follow it: {resume_command(target, job['id'], None)}[/dim]")
+                display.note(f"[dim]follow it: {escape(resume_command(target, job['id'], None))}[/dim]")
             return
         try:
-            display.note(f"job [bold]{job['id']}[/bold] accepted ({job.get('route')} / {job.get('model')})")
+            display.note(escape(f"job {job['id']} accepted ({job.get('route')} / {job.get('model')})"))
             follow(target, api, job["id"], timeout=timeout, out=out, first=job)
         except KeyboardInterrupt:  # between the answer and the wait: the job exists, say how to follow it
             stopped_waiting(target, job, out)
@@ -248,7 +252,10 @@ def get(target: Target, job_id: str) -> None:
     """Show a job (GET /videos/ID)."""
     with target.client() as api:
         job = api.get(job_id)
-    target.display.document(job) if target.display.as_json else target.display.job(job)
+    if target.display.as_json:
+        target.display.document(job)
+    else:
+        target.display.job(job)
 
 
 @cli.command("list")
@@ -286,7 +293,10 @@ def models(target: Target) -> None:
             if exc.status == 404:
                 exc.hint = "this deployment predates GET /models: a 400 from `videogen create` lists the allowed values"
             raise
-    target.display.document(catalog) if target.display.as_json else target.display.models(catalog)
+    if target.display.as_json:
+        target.display.document(catalog)
+    else:
+        target.display.models(catalog)
 
 
 # ---- wait / download ------------------------------------------------------------------
@@ -316,7 +326,7 @@ def download(target: Target, job_id: str, out: Path | None) -> None:
             job_failed(display, job)
         if job.get("status") != "succeeded" or not job.get("video"):
             display.failure(f"job {job_id} is {job.get('status')}, not finished yet")
-            display.note(f"[dim]wait for it: {resume_command(target, job_id, out or Path(f'{job_id}.mp4'))}[/dim]")
+            display.note(f"[dim]wait for it: {escape(resume_command(target, job_id, out or Path(f'{job_id}.mp4')))}[/dim]")
             if display.as_json:
                 display.document(job)
             raise Exit(ERROR)
@@ -348,7 +358,7 @@ def follow(
         if display.as_json:
             display.document(exc.job)
         display.failure(f"{exc}; the job keeps running")
-        display.note(f"resume with: {resume_command(target, job_id, out)}")
+        display.note(escape(f"resume with: {resume_command(target, job_id, out)}"))
         raise Exit(TIMED_OUT) from None
     if job.get("status") == "failed":
         job_failed(display, job)
@@ -360,8 +370,10 @@ def stopped_waiting(target: Target, job: dict[str, Any], out: Path | None) -> No
     """Ctrl-C while waiting: the job is the server's, it keeps running; print how to resume."""
     job_id = str(job.get("id"))
     target.display.note(
-        f"\nStopped waiting. Job {job_id} keeps running ({job.get('status', 'unknown')}, {job.get('progress', 0)}%).\n"
-        f"Resume with: {resume_command(target, job_id, out)}"
+        escape(
+            f"\nStopped waiting. Job {job_id} keeps running ({job.get('status', 'unknown')}, {job.get('progress', 0)}%).\n"
+            f"Resume with: {resume_command(target, job_id, out)}"
+        )
     )
     raise Exit(INTERRUPTED)
 
@@ -378,15 +390,17 @@ def save_video(target: Target, api: ApiClient, job: dict[str, Any], out: Path) -
             return {"path": str(out), "bytes": written}
         except KeyboardInterrupt:
             display.note(
-                f"\nDownload stopped (nothing was kept at {out}). The video stays stored; "
-                f"get it with: {download_command(target, str(job.get('id')), out)}"
+                escape(
+                    f"\nDownload stopped (nothing was kept at {out}). The video stays stored; "
+                    f"get it with: {download_command(target, str(job.get('id')), out)}"
+                )
             )
             raise Exit(INTERRUPTED) from None
         except DownloadError as exc:
             if attempt >= backoff.retries:
                 display.failure(f"could not download job {job.get('id')}'s video: {exc}")
                 raise Exit(ERROR) from exc
-            time.sleep(backoff.delay(attempt))
+            backoff.sleep(backoff.delay(attempt))
             job = api.get(str(job["id"]))  # a fresh presigned URL
     raise AssertionError("unreachable")
 
@@ -396,12 +410,12 @@ def finish(display: Display, job: dict[str, Any], saved: dict[str, Any] | None) 
         display.document({**job, "download": saved} if saved else job)
         return
     video = job.get("video") or {}
-    line = f"[green]succeeded[/green]: job {job.get('id')}"
+    line = f"[green]succeeded[/green]: job {escape(str(job.get('id')))}"
     if video:
-        line += f", {video.get('bytes')} bytes stored at s3://{video.get('bucket')}/{video.get('key')}"
+        line += escape(f", {video.get('bytes')} bytes stored at s3://{video.get('bucket')}/{video.get('key')}")
     display.out.print(line)
     if saved:
-        display.out.print(f"saved {saved['path']} ({saved['bytes']} bytes)")
+        display.out.print(escape(f"saved {saved['path']} ({saved['bytes']} bytes)"))
 
 
 def job_failed(display: Display, job: dict[str, Any]) -> NoReturn:
@@ -409,9 +423,7 @@ def job_failed(display: Display, job: dict[str, Any]) -> NoReturn:
     if display.as_json:
         display.document(job)
     display.err.print(
-        f"[red]failed[/red]: job {job.get('id')}: {error.get('code', 'unknown')}: {error.get('message', '')}",
-        markup=True,
-        highlight=False,
+        "[red]failed[/red]: " + escape(f"job {job.get('id')}: {error.get('code', 'unknown')}: {error.get('message', '')}")
     )
     raise Exit(JOB_FAILED)
 

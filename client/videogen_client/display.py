@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -38,14 +39,15 @@ class Display:
 
     def __init__(self, *, as_json: bool, out: Console | None = None, err: Console | None = None) -> None:
         self.as_json = as_json
-        self.out = out or Console(highlight=False, soft_wrap=True)
-        self.err = err or Console(stderr=True, highlight=False, soft_wrap=True)
+        # No emoji codes or highlighting: prompts and paths are shown as they are.
+        self.out = out or Console(highlight=False, soft_wrap=True, emoji=False)
+        self.err = err or Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 
     # ---- results ----------------------------------------------------------------------
 
     def document(self, value: Any) -> None:
         """One JSON document on stdout (``--json``)."""
-        self.out.print(json.dumps(value, indent=2), markup=False, highlight=False, soft_wrap=True)
+        click.echo(json.dumps(value, indent=2))
 
     def note(self, text: str) -> None:
         """A line for the person (stderr), never in ``--json`` output."""

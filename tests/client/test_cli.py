@@ -47,7 +47,6 @@ def run(*args: str, env: dict | None = None):
 def quick(monkeypatch):
     """No real sleeping: zero backoff, and waits that do not pause."""
     monkeypatch.setattr(api_module, "Backoff", lambda: Backoff(base=0.0, sleep=lambda _s: None))
-    monkeypatch.setattr(cli_module.time, "sleep", lambda _s: None)
     monkeypatch.setattr(api_module.time, "sleep", lambda _s: None)
     monkeypatch.delenv("VIDEOGEN_API_URL", raising=False)
 
@@ -400,3 +399,16 @@ def test_stack_reads_the_api_url_from_the_stacks_outputs(api, monkeypatch):
     assert route.called
     assert result.exit_code == 3 and f"videogen wait {JOB_ID} --stack videogen --no-sign" in result.stderr
     assert missing.exit_code == 2 and "cannot read stack 'nope'" in missing.stderr
+
+
+def test_prompts_and_paths_are_shown_as_they_are(api, tmp_path: Path):
+    # Given a job whose prompt looks like Rich markup and emoji codes
+    odd = job("queued", prompt="[bold]a :smile: cat[/bold]")
+    api.get(f"{API}/videos").respond(200, json={"jobs": [odd], "next_token": None})
+    api.get(f"{API}/videos/{JOB_ID}").respond(200, json=odd)
+
+    # Then the table, the JSON and a printed command keep them literally
+    assert "[bold]a :smile: cat[/bold]" in run("list", "--api", API, "--no-sign").stdout
+    assert json.loads(run("get", JOB_ID, "--api", API, "--no-sign", "--json").stdout)["prompt"] == odd["prompt"]
+    timed_out = run("wait", JOB_ID, "--timeout", "0", "--out", "[red]x.mp4", "--api", API, "--no-sign")
+    assert "--out '[red]x.mp4'" in timed_out.stderr
