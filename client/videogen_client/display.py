@@ -31,6 +31,7 @@ from rich.table import Table
 
 from .api import ApiError
 
+MIN_PROMPT_WIDTH = 12
 STATUS_STYLE = {"queued": "yellow", "in_progress": "cyan", "succeeded": "green", "failed": "red"}
 
 
@@ -62,26 +63,31 @@ class Display:
         self.out.print(table)
 
     def jobs(self, jobs: list[dict[str, Any]]) -> None:
-        headers = ("id", "status", "done", "route / model", "created", "prompt")
-        rows = [
-            (
-                str(job.get("id")),
-                str(job.get("status")),
-                f"{job.get('progress', 0)}%",
-                f"{job.get('route')} / {job.get('model')}",
-                str(job.get("created_at", ""))[:16].replace("T", " "),
-                str(job.get("prompt", "")),
-            )
-            for job in jobs
-        ]
-        # Every column but the prompt at full width; the prompt gets what is left of the line.
-        fixed = sum(max([len(h), *(len(r[i]) for r in rows)]) + 2 for i, h in enumerate(headers[:-1]))
-        room = max(10, self.out.width - fixed)
+        columns: dict[str, list[str]] = {
+            "id": [str(job.get("id")) for job in jobs],
+            "status": [str(job.get("status")) for job in jobs],
+            "done": [f"{job.get('progress', 0)}%" for job in jobs],
+            "route / model": [f"{job.get('route')} / {job.get('model')}" for job in jobs],
+            "created": [str(job.get("created_at", ""))[:16].replace("T", " ") for job in jobs],
+        }
+        prompts = [str(job.get("prompt", "")) for job in jobs]
+
+        # Every column at full width and the prompt gets the rest of the line; on a narrow
+        # terminal the least useful columns go first, so ids are never cut.
+        def width() -> int:
+            return sum(max([len(name), *(len(v) for v in values)]) + 2 for name, values in columns.items())
+
+        for optional in ("created", "route / model", "done"):
+            if self.out.width - width() >= MIN_PROMPT_WIDTH:
+                break
+            del columns[optional]
+        room = max(MIN_PROMPT_WIDTH, self.out.width - width())
         table = Table(box=None, header_style="bold", pad_edge=False)
-        for header in headers:
-            table.add_column(header, no_wrap=True)
-        for row in rows:
-            table.add_row(row[0], status_text(row[1]), *row[2:5], escape(shorten(row[5], room)))
+        for name in [*columns, "prompt"]:
+            table.add_column(name, no_wrap=True)
+        for row, prompt in enumerate(prompts):
+            cells = [status_text(values[row]) if name == "status" else escape(values[row]) for name, values in columns.items()]
+            table.add_row(*cells, escape(shorten(prompt, room)))
         self.out.print(table)
 
     def models(self, catalog: dict[str, Any]) -> None:

@@ -408,7 +408,17 @@ def test_prompts_and_paths_are_shown_as_they_are(api, tmp_path: Path):
     api.get(f"{API}/videos/{JOB_ID}").respond(200, json=odd)
 
     # Then the table, the JSON and a printed command keep them literally
-    assert "[bold]a :smile: cat[/bold]" in run("list", "--api", API, "--no-sign").stdout
+    assert "[bold]a :smile: cat[/bold]" in run("list", "--api", API, "--no-sign", env={"COLUMNS": "160"}).stdout
     assert json.loads(run("get", JOB_ID, "--api", API, "--no-sign", "--json").stdout)["prompt"] == odd["prompt"]
     timed_out = run("wait", JOB_ID, "--timeout", "0", "--out", "[red]x.mp4", "--api", API, "--no-sign")
     assert "--out '[red]x.mp4'" in timed_out.stderr
+
+
+def test_list_keeps_whole_ids_on_a_narrow_terminal(api):
+    api.get(f"{API}/videos").respond(
+        200, json={"jobs": [job("succeeded", 100, prompt="A long prompt " * 10)], "next_token": None}
+    )
+    narrow = run("list", "--api", API, "--no-sign", env={"COLUMNS": "60"}).stdout
+    assert JOB_ID in narrow and "created" not in narrow and "A long prompt" in narrow
+    wide = run("list", "--api", API, "--no-sign", env={"COLUMNS": "160"}).stdout
+    assert "created" in wide and "official / sora-2" in wide
