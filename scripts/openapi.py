@@ -10,7 +10,8 @@ see, each derived from code rather than restated by hand:
 - a validation error answers ``400`` with the contract's error body (``install_error_handlers``
   in the layer's ``api.py``), not Powertools' default ``422``;
 - the status code of each operation's success (the handlers build their answers with
-  ``json_response``, so the resolver only knows "200");
+  ``json_response``, so the resolver only knows "200"), and the ``Idempotency-Key`` and
+  ``Location`` headers the submit handler reads and writes itself;
 - the ``Job`` schema: the layer's ``Job`` model without its internal bookkeeping fields,
   plus the presigned ``url``/``url_expires_at`` that ``Job.public()`` adds to ``video``;
 - SigV4 (IAM) auth on every route, as template.yaml sets it by default.
@@ -168,10 +169,28 @@ def build() -> dict[str, Any]:
                 }
             for status, description in ERRORS.get(key, {}).items():
                 responses[status] = {"description": description, "content": {"application/json": {"schema": ERROR}}}
+            if key == ("post", "/videos"):
+                add_create_headers(operation, responses)
             operation["responses"] = dict(sorted(responses.items()))
     document["paths"] = dict(sorted(document["paths"].items()))
     prune_schemas(document)
     return document
+
+
+def add_create_headers(operation: dict[str, Any], responses: dict[str, Any]) -> None:
+    """The headers the submit handler reads and writes itself (the resolver does not see them)."""
+    from videogen import idempotency
+
+    operation.setdefault("parameters", []).append(
+        {
+            "name": idempotency.HEADER,
+            "in": "header",
+            "required": False,
+            "description": "A repeat with the same key and body returns the first answer and starts nothing.",
+            "schema": {"type": "string"},
+        }
+    )
+    responses["202"]["headers"] = {"Location": {"description": "/videos/{id} of the new job", "schema": {"type": "string"}}}
 
 
 def prune_schemas(document: dict[str, Any]) -> None:
