@@ -215,7 +215,9 @@ def test_dev_client_examples_work_as_written(e2e: E2E, tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr + run.stdout
     assert sha256(tmp_path / "boat.mp4") == SAMPLE_SHA256
     assert "field: seconds" in run.stderr
-    e2e.wait(json.loads(run.stdout[run.stdout.index('{\n  "id"') :].split("\n}\n")[0] + "\n}")["id"])
+    created, _end = json.JSONDecoder().raw_decode(run.stdout[run.stdout.rindex('{\n  "id"') :])
+    assert created["route"] == "official" and created["seconds"] == 8
+    e2e.wait(created["id"])
 
 
 def test_a_local_image_file_is_uploaded_for_image_to_video(e2e: E2E, tmp_path: Path) -> None:
