@@ -104,6 +104,13 @@ def stack_api_url(stack: str) -> str:
     raise click.UsageError(f"stack {stack!r} has no ApiUrl output (is it a videogen stack?)")
 
 
+def checked_out(_ctx: click.Context, _param: click.Parameter, out: Path | None) -> Path | None:
+    """An ``--out`` file whose folder exists: found out now, not after a long wait."""
+    if out is not None and not out.expanduser().resolve().parent.is_dir():
+        raise click.BadParameter(f"folder {out.parent} does not exist")
+    return out
+
+
 def api_options(command: F) -> F:
     """``--api``, ``--stack``, ``--no-sign`` and ``--json``, accepted after every command's name."""
 
@@ -160,7 +167,9 @@ def cli() -> None:
 @click.option("--idempotency-key", metavar="K", help="Repeating a request with the same key returns the first job.")
 @click.option("--webhook-url", metavar="URL", help="Where the deployment sends the job's webhooks.")
 @click.option("--wait", is_flag=True, help="Follow the job with a progress bar until it is finished.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="With --wait: download the MP4 here.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), callback=checked_out, help="With --wait: download the MP4 here."
+)
 @click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True, help="With --wait: seconds.")
 @api_options
 def create(target: Target, prompt: str, out: Path | None, wait: bool, timeout: float, **options: Any) -> None:
@@ -305,7 +314,9 @@ def models(target: Target) -> None:
 @cli.command("wait")
 @click.argument("job_id", metavar="ID")
 @click.option("--timeout", type=click.FloatRange(min=0), default=3600.0, show_default=True, help="Seconds to wait.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Download the MP4 here when it succeeds.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), callback=checked_out, help="Download the MP4 here when it succeeds."
+)
 @api_options
 def wait_command(target: Target, job_id: str, timeout: float, out: Path | None) -> None:
     """Follow a job with a progress bar until it is finished."""
@@ -315,7 +326,9 @@ def wait_command(target: Target, job_id: str, timeout: float, out: Path | None) 
 
 @cli.command()
 @click.argument("job_id", metavar="ID")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Target file [default: ID.mp4].")
+@click.option(
+    "--out", type=click.Path(dir_okay=False, path_type=Path), callback=checked_out, help="Target file [default: ID.mp4]."
+)
 @api_options
 def download(target: Target, job_id: str, out: Path | None) -> None:
     """Download a finished job's MP4 (through its presigned URL), with a byte progress bar."""
@@ -396,6 +409,9 @@ def save_video(target: Target, api: ApiClient, job: dict[str, Any], out: Path) -
                 )
             )
             raise Exit(INTERRUPTED) from None
+        except OSError as exc:  # the target cannot be written (permissions, disk full)
+            display.failure(f"cannot write {out}: {exc}")
+            raise Exit(ERROR) from exc
         except DownloadError as exc:
             if attempt >= backoff.retries:
                 display.failure(f"could not download job {job.get('id')}'s video: {exc}")

@@ -110,6 +110,7 @@ def test_an_image_url_is_sent_as_image_url_and_only_given_fields_are_sent(api):
         (["--image", "/no/such/file.png"], "no such file"),
         (["--seconds", "eight"], "eight"),
         (["--out", "clip.mp4"], "--out needs --wait"),
+        (["--wait", "--out", "/no/such/folder/clip.mp4"], "does not exist"),
         (["--api", "api.test"], "http(s) URL"),
         (["--api", API, "--stack", "videogen"], "not both"),
     ],
