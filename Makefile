@@ -82,5 +82,5 @@ PORT ?= 3000
 demo: $(VENV_STAMP) ## Run the whole pipeline locally: one job per route, MP4s copied to out/videos/
 	$(VENV)/bin/python -m local.demo
 
-dev: $(VENV_STAMP) ## Keep the local stack running on PORT (default 3000) and print curl examples
+dev: $(VENV_STAMP) ## Keep the local stack running on PORT (default 3000) and print curl and videogen examples
 	$(VENV)/bin/python -m local.dev --port $(PORT)
