@@ -19,7 +19,8 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 import httpx
-from botocore.exceptions import BotoCoreError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.session import Session
 from rich.markup import escape
 
 from . import __version__
@@ -90,9 +91,6 @@ class Target:
 
 def stack_api_url(stack: str) -> str:
     """The ``ApiUrl`` output of a deployed CloudFormation stack (normal AWS credentials and region)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-    from botocore.session import Session
-
     try:
         cloudformation = Session().create_client("cloudformation")
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
