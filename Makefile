@@ -20,7 +20,7 @@ PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install lint test validate build bench clean
+.PHONY: help install lint test validate build bench clean openapi
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -31,10 +31,11 @@ define check_python
 		|| { echo "$(PYTHON) is not Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 endef
 
-$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt
+$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt client/pyproject.toml
 	$(check_python)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -e client/
 	touch $@
 
 $(SAM_STAMP):
@@ -44,9 +45,9 @@ $(SAM_STAMP):
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
-install: $(VENV_STAMP) ## Create .venv with the development dependencies
+install: $(VENV_STAMP) ## Create .venv with the development dependencies and the videogen client
 
-lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer package
+lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer package and the client
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
@@ -65,6 +66,9 @@ bench: $(VENV_STAMP) ## Run every bench/*.py with its defaults
 	if [ $${#scripts[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi; \
 	for script in "$${scripts[@]}"; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done
 
+openapi: $(VENV_STAMP) ## Regenerate docs/openapi.json from the handlers' Powertools resolvers
+	$(VENV)/bin/python scripts/openapi.py
+
 clean: ## Remove build output and caches (keeps the venvs)
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache
 	find . -name __pycache__ -type d -not -path './.venv*' -prune -exec rm -rf {} +
@@ -78,5 +82,5 @@ PORT ?= 3000
 demo: $(VENV_STAMP) ## Run the whole pipeline locally: one job per route, MP4s copied to out/videos/
 	$(VENV)/bin/python -m local.demo
 
-dev: $(VENV_STAMP) ## Keep the local stack running on PORT (default 3000) and print curl examples
+dev: $(VENV_STAMP) ## Keep the local stack running on PORT (default 3000) and print curl and videogen examples
 	$(VENV)/bin/python -m local.dev --port $(PORT)

@@ -4,6 +4,8 @@ Starts the local stack (provider simulator, AWS on moto, the HTTP API gateway, t
 handlers and workflow), submits one job per route through ``POST /videos``, shows their
 progress live, and ends with each job's final JSON and where its MP4 is: the object in the
 local S3 bucket, and a copy under ``out/videos/`` fetched through the job's presigned URL.
+Submissions, progress bars and downloads go through the ``videogen`` client (client/), so
+the demo shows what a user sees; each submission is printed as the equivalent command.
 Exits 0 when every route that accepted a job produced a valid MP4.
 """
 
@@ -11,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
+from videogen_client.api import TERMINAL, ApiClient, ApiError, DownloadError
+from videogen_client.display import Display, JobProgress, error_line
 
 from local.stack import launch
 
@@ -57,7 +61,6 @@ JOBS: list[tuple[str, dict[str, Any]]] = [
         },
     ),
 ]
-TERMINAL = ("succeeded", "failed")
 
 
 @dataclass
@@ -72,39 +75,35 @@ class DemoJob:
     copy: Path | None = None
 
 
-def submit(client: httpx.Client, job: DemoJob) -> None:
+def submit(client: ApiClient, job: DemoJob) -> None:
     """POST /videos; a route the pipeline does not serve yet is reported and skipped."""
-    answer = client.post("/videos", json=job.body)
-    body = _json(answer)
-    if answer.status_code == 202:
-        job.id, job.status, job.progress = body["id"], body["status"], body.get("progress", 0)
-        return
-    error = body.get("error", body) if isinstance(body, dict) else {"message": answer.text[:300]}
-    job.status = "skipped"
-    job.skipped = f"HTTP {answer.status_code}: {error.get('code', '')} {error.get('message', '')}".strip()
-
-
-def _json(answer: httpx.Response) -> Any:
     try:
-        return answer.json()
-    except ValueError:
-        return {"message": answer.text[:300]}
+        body = client.create(job.body)
+    except ApiError as exc:
+        job.status = "skipped"
+        job.skipped = error_line(exc)
+        return
+    job.id, job.status, job.progress = body["id"], body["status"], body.get("progress", 0)
 
 
-def show(job: DemoJob, started: float) -> None:
-    bar = "#" * (job.progress // 5)
-    print(
-        f"  {time.monotonic() - started:6.1f}s  {job.route:<8} {job.id[:12]:<12} {job.status:<11} [{bar:<20}] {job.progress:3d}%",
-        flush=True,
-    )
+def as_command(body: dict[str, Any], api_url: str) -> str:
+    """The ``videogen create`` command line that submits the same request."""
+    args = ["videogen", "create", body["prompt"]]
+    for name in ("route", "model", "seconds", "size", "orientation"):
+        if name in body:
+            args += [f"--{name}", str(body[name])]
+    if "metadata" in body:
+        args += ["--metadata", json.dumps(body["metadata"])]
+    return shlex.join([*args, "--api", api_url, "--no-sign"])
 
 
-def follow(client: httpx.Client, jobs: list[DemoJob], timeout: float) -> None:
-    """Poll GET /videos/{id} until every job is terminal; print a line whenever one changes."""
+def follow(client: ApiClient, jobs: list[DemoJob], timeout: float, bars: JobProgress) -> None:
+    """Poll GET /videos/{id} until every job is terminal; the client's bars show each job."""
     started = time.monotonic()
     active = [j for j in jobs if j.id]
     for job in active:
-        show(job, started)
+        bars.track(job.id, f"{job.route:<8} {job.id[:12]}")
+        bars.update({"id": job.id, "status": job.status, "progress": job.progress})
     while any(j.status not in TERMINAL for j in active):
         if time.monotonic() - started > timeout:
             raise TimeoutError(f"jobs still running after {timeout:.0f} s")
@@ -112,27 +111,20 @@ def follow(client: httpx.Client, jobs: list[DemoJob], timeout: float) -> None:
         for job in active:
             if job.status in TERMINAL:
                 continue
-            view = client.get(f"/videos/{job.id}").json()
-            if (view["status"], view.get("progress", 0)) != (job.status, job.progress):
-                job.status, job.progress = view["status"], view.get("progress", 0)
-                show(job, started)
+            view = client.get(job.id)
+            job.status, job.progress = view["status"], view.get("progress", 0)
+            bars.update(view)
             if job.status in TERMINAL:
                 job.final = view
 
 
-def fetch_copy(job: DemoJob, folder: Path) -> Path:
-    """Stream the stored MP4 through its presigned URL into ``folder``; check it is an MP4."""
+def fetch_copy(client: ApiClient, display: Display, job: DemoJob, folder: Path) -> Path:
+    """Stream the stored MP4 through its presigned URL into ``folder`` (checked to be an MP4)."""
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / f"{job.route}-{job.id}.mp4"
-    with httpx.stream("GET", job.final["video"]["url"], timeout=30) as answer:
-        answer.raise_for_status()
-        with target.open("wb") as out:
-            for chunk in answer.iter_bytes(64 * 1024):
-                out.write(chunk)
-    with target.open("rb") as check:
-        head = check.read(12)
-    if head[4:8] != b"ftyp":
-        raise RuntimeError(f"{target} is not an MP4 file")
+    video = job.final["video"]
+    with display.byte_progress(target.name) as bar:
+        client.download(video["url"], target, expected_bytes=video["bytes"], on_progress=bar.update)
     return target
 
 
@@ -156,28 +148,36 @@ def main(argv: list[str] | None = None) -> int:
             flush=True,
         )
         jobs = [DemoJob(route, body) for route, body in JOBS]
-        with httpx.Client(base_url=info["api_url"], timeout=60) as client:
-            print("\nSubmitting one job per route (POST /videos):", flush=True)
+        display = Display(as_json=False)
+        # The local stack runs with ClientAuth=NONE: no SigV4 signing (the CLI's --no-sign).
+        with ApiClient(info["api_url"], timeout=60) as client:
+            print("\nSubmitting one job per route (POST /videos), as these videogen commands would:", flush=True)
             for job in jobs:
+                print(f"  $ {as_command(job.body, info['api_url'])}", flush=True)
                 submit(client, job)
-                print(f"  {job.route:<8} -> {'job ' + job.id if job.id else 'skipped: ' + job.skipped}", flush=True)
+                print(f"    {job.route:<8} -> {'job ' + job.id if job.id else 'skipped: ' + job.skipped}", flush=True)
             print(f"\nProgress (simulated generation: {info['generation_seconds']:.0f} s):", flush=True)
             try:
-                follow(client, jobs, args.timeout)
+                with display.job_progress() as bars:
+                    follow(client, jobs, args.timeout, bars)
             except TimeoutError as exc:
                 print(f"\n{exc}\n--- last lines of the stack log ---\n{stack.log_tail()}", file=sys.stderr)
                 return 1
-        ok = True
-        print()
-        for job in jobs:
-            if not job.id:
-                continue
-            print(f"== {job.route}: final job JSON (GET /videos/{job.id})")
-            print(json.dumps(job.final, indent=2))
-            if job.status == "succeeded":
-                job.copy = fetch_copy(job, OUT / "videos")
-            else:
-                ok = False
+            ok = True
+            print()
+            for job in jobs:
+                if not job.id:
+                    continue
+                print(f"== {job.route}: final job JSON (GET /videos/{job.id})")
+                print(json.dumps(job.final, indent=2))
+                if job.status == "succeeded":
+                    try:
+                        job.copy = fetch_copy(client, display, job, OUT / "videos")
+                    except DownloadError as exc:
+                        print(f"  could not copy the video: {exc}", file=sys.stderr)
+                        ok = False
+                else:
+                    ok = False
         print("\nSummary:")
         for job in jobs:
             if job.skipped:
@@ -196,6 +196,8 @@ def main(argv: list[str] | None = None) -> int:
             print("No route accepted a job.", file=sys.stderr)
             return 1
         print(f"\nDone in {time.monotonic() - started:.1f} s. The local stack is stopped; `make dev` keeps one running.")
+        print("The client does all of this for one job in one command (with `make dev` running):")
+        print('  videogen create "A paper boat on a rainy street" --wait --out boat.mp4 --api http://127.0.0.1:3000 --no-sign')
         return 0 if ok else 1
 
 

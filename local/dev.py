@@ -59,6 +59,26 @@ def curl_examples(api: str) -> list[tuple[str, str]]:
     ]
 
 
+def client_examples(api: str) -> list[tuple[str, str]]:
+    """(comment, bash command) pairs for the ``videogen`` client (``make install`` puts it in .venv/bin)."""
+    flags = f"--api {api} --no-sign"
+    return [
+        (
+            "Submit, follow with a progress bar, download the MP4",
+            f'videogen create "A paper boat drifting down a rain-soaked street" --route task --wait --out boat.mp4 {flags}',
+        ),
+        ("The newest jobs, and the models with what each allows", f"videogen list --limit 5 {flags} && videogen models {flags}"),
+        (
+            "For scripts: one JSON document, exit code 0/1/2/3",
+            f'videogen create "A lighthouse in a storm" --route official --seconds 8 --json {flags}',
+        ),
+        (
+            "A bad request: one line naming the field and the allowed values (exit 2)",
+            f'videogen create "x" --route official --seconds 5 {flags} || true',
+        ),
+    ]
+
+
 def print_examples(info: dict[str, Any]) -> None:
     api = info["api_url"]
     print(f"\nvideogen local stack is up. HTTP API: {api}")
@@ -67,6 +87,9 @@ def print_examples(info: dict[str, Any]) -> None:
     print(f"  simulated generation time: {info['generation_seconds']:.0f} s\n")
     print("Paste these into a bash shell (in order):\n")
     for comment, command in curl_examples(api):
+        print(f"# {comment}\n{command}\n")
+    print("Or use the videogen client (.venv/bin/videogen; `source .venv/bin/activate` puts it on PATH):\n")
+    for comment, command in client_examples(api):
         print(f"# {comment}\n{command}\n")
     print("Faults (put one in a prompt): " + ", ".join(f"[fault:{name}]" for name in FAULTS))
     print("\nCtrl-C stops the stack.\n", flush=True)

@@ -1,4 +1,4 @@
-"""GET /videos/{id} and GET /videos: a job (with a presigned video URL) or a page of jobs."""
+"""GET /videos/{id} and GET /videos: a job (with a presigned video URL) or a page of jobs; GET /models: the catalog."""
 
 from typing import Annotated, Any
 
@@ -8,6 +8,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from videogen.api import caller_of, install_error_handlers, json_response
+from videogen.catalog import public_catalog
 from videogen.context import get_context
 from videogen.observability import logger, metrics, tracer
 from videogen.operations.jobs import get_job, list_jobs
@@ -34,6 +35,13 @@ def list_videos(
         200,
         list_jobs(get_context(), owner=caller_of(app.current_event.raw_event), status=status, limit=limit, next_token=next_token),
     )
+
+
+@app.get("/models")
+@tracer.capture_method
+def list_models():
+    """The catalog a request is checked against (built-in plus CatalogJson), with this deployment's defaults."""
+    return json_response(200, public_catalog(get_context().settings))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP)

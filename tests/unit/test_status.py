@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import boto3
@@ -119,3 +120,30 @@ def test_bad_list_parameters_are_400(ctx):
         response = invoke("status", list_event(**params))
         assert response["statusCode"] == 400, params
         assert response["json"]["error"]["field"] == field
+
+
+def test_models_lists_the_catalog_with_the_deployments_defaults(aws, monkeypatch):
+    # Given a deployment that adds a model through CatalogJson and makes it the official default
+    from videogen import context as videogen_context
+
+    extra = {"routes": {"official": {"models": {"successor-1": {"seconds": [5], "default_seconds": 5, "sizes": ["1920x1080"]}}}}}
+    monkeypatch.setenv("CATALOG_JSON", json.dumps(extra))
+    monkeypatch.setenv("DEFAULT_OFFICIAL_MODEL", "successor-1")
+    videogen_context.reset()
+
+    # When a client asks for the models
+    response = invoke("status", load_event("status-models"))
+
+    # Then it sees every route's models with what a request may ask for, and the defaults in force
+    assert response["statusCode"] == 200
+    catalog = response["json"]
+    assert catalog["default_route"] == "task"
+    assert set(catalog["routes"]) == {"task", "official", "legacy"}
+    official = catalog["routes"]["official"]
+    assert official["default_model"] == "successor-1"
+    assert official["models"]["successor-1"]["seconds"] == [5]
+    assert official["models"]["sora-2"]["seconds"] == [4, 8, 12]
+    assert official["models"]["sora-2"]["sizes"] == ["720x1280", "1280x720"]
+    assert catalog["routes"]["task"]["models"]["sora-2"]["orientations"] == ["landscape", "portrait"]
+    # And not the provider-side model names
+    assert all("provider_models" not in m for r in catalog["routes"].values() for m in r["models"].values())

@@ -230,3 +230,20 @@ def estimate_cost(spec: ModelSpec, seconds: int, size: str | None) -> float | No
     if price.per_call is not None:
         return round(float(price.per_call), 4)
     return None
+
+
+# The provider's own model names are routing details, not part of what a client may ask for.
+_INTERNAL_MODEL_FIELDS: Any = {"routes": {"__all__": {"models": {"__all__": {"provider_models"}}}}}
+
+
+def public_catalog(settings: Settings) -> dict[str, Any]:
+    """``GET /models``: the catalog a request is checked against, with this deployment's defaults."""
+    catalog = load_catalog(settings).model_dump(mode="json", exclude=_INTERNAL_MODEL_FIELDS)
+    defaults = {
+        "task": settings.default_task_model,
+        "official": settings.default_official_model,
+        "legacy": settings.default_legacy_model,
+    }
+    for route, spec in catalog["routes"].items():
+        spec["default_model"] = defaults.get(route) or spec["default_model"]
+    return {"default_route": settings.default_route, **catalog}
