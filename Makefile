@@ -51,7 +51,8 @@ lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer packag
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint ## lint, then the whole test suite
+# The permission tests translate template.yaml with the SAM CLI's own translator (.venv-sam).
+test: lint $(SAM_STAMP) ## lint, then the whole test suite
 	$(VENV)/bin/pytest
 
 validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint) on template.yaml

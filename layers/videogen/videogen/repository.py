@@ -87,6 +87,15 @@ class JobRepository:
         last = page.get("LastEvaluatedKey")
         return jobs, (_encode_token(last) if last else None)
 
+    def token_after(self, job: Job, status: JobStatus | None = None) -> str:
+        """The ``next_token`` that continues a listing right after ``job`` (a page cut short)."""
+        key: dict[str, Any] = {"id": job.id, "created_at": job.created_at}
+        if status is None:
+            key["list_pk"] = LIST_PARTITION
+        else:
+            key["status"] = status.value
+        return _encode_token(key)
+
     # -- writes --------------------------------------------------------------------------
 
     def create(self, job: Job) -> Job:

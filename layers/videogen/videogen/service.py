@@ -32,6 +32,7 @@ from .errors import (
 )
 from .http import make_client
 from .images import CheckedImage, delete_input_image, file_name, input_image_url, load_request_image, store_input_image
+from .limits import fitting_count
 from .models import Cost, CreateVideoRequest, ErrorCode, Job, JobError, JobStatus, StoredVideo
 from .providers import Outcome
 from .providers.legacy import LegacyApi, ProgressThrottle, rejection_code
@@ -418,7 +419,11 @@ class Pipeline:
         if not 1 <= limit <= 100:
             raise InvalidRequest("limit must be between 1 and 100", field="limit")
         jobs, token = self.repo.list(status=wanted, limit=limit, next_token=next_token)
-        return {"jobs": [self.view(job) for job in jobs], "next_token": token}
+        views = [self.view(job) for job in jobs]
+        # Capped by bytes as well as by count: the page must fit Lambda's 6 MB response.
+        if (kept := fitting_count(views)) < len(views):
+            views, token = views[:kept], self.repo.token_after(jobs[kept - 1], wanted)
+        return {"jobs": views, "next_token": token}
 
 
 def _reference_image(job: Job, image: CheckedImage | None) -> ReferenceImage | None:
