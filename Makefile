@@ -58,8 +58,9 @@ test: lint $(SAM_STAMP) ## lint, then the whole test suite
 validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint) on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
 
-build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/
+build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/, then check sizes
 	$(SAM_VENV)/bin/sam build --template-file template.yaml
+	$(SAM_VENV)/bin/python scripts/artifact_sizes.py
 
 bench: $(VENV_STAMP) ## Run every bench/*.py with its defaults
 	@shopt -s nullglob; scripts=(bench/*.py); \
