@@ -11,9 +11,12 @@ PYTHON ?= $(firstword $(shell command -v python3.11 python3 2>/dev/null))
 VENV := .venv
 SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
+# The cfn-lint rules for serverless applications (github.com/awslabs/serverless-rules),
+# installed beside the SAM CLI's own cfn-lint.
+CFN_LINT_SERVERLESS_VERSION := 0.3.6
 
 VENV_STAMP := $(VENV)/.installed
-SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_SERVERLESS_VERSION)
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
 # SAM works offline but needs a region; no telemetry from development machines or CI.
@@ -40,7 +43,8 @@ $(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt
 $(SAM_STAMP):
 	$(check_python)
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) aws-sam-cli==$(SAM_CLI_VERSION)
+	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) aws-sam-cli==$(SAM_CLI_VERSION) \
+		cfn-lint-serverless==$(CFN_LINT_SERVERLESS_VERSION)
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
@@ -55,8 +59,9 @@ lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer packag
 test: lint $(SAM_STAMP) ## lint, then the whole test suite
 	$(VENV)/bin/pytest
 
-validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint) on template.yaml
+validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint), then the cfn-lint-serverless rules, on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
+	$(SAM_VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
 
 build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/, then check sizes
 	$(SAM_VENV)/bin/sam build --template-file template.yaml
