@@ -23,7 +23,7 @@ PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install lint test validate build bench clean
+.PHONY: help install lint test validate build bench clean smoke permissions
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -71,6 +71,14 @@ bench: $(VENV_STAMP) ## Run every bench/*.py with its defaults
 	@shopt -s nullglob; scripts=(bench/*.py); \
 	if [ $${#scripts[@]} -eq 0 ]; then echo "no benchmarks in bench/"; exit 0; fi; \
 	for script in "$${scripts[@]}"; do echo "== $$script"; $(VENV)/bin/python "$$script" || exit 1; done
+
+smoke: $(VENV_STAMP) ## Check a deployed stack without starting a paid job: make smoke STACK=name
+	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name>" >&2; exit 2; }
+	$(VENV)/bin/python scripts/smoke.py --stack $(STACK)
+
+permissions: $(VENV_STAMP) $(SAM_STAMP) ## Run the suites recording AWS calls; rewrite the permission table in docs/deploy.md
+	VIDEOGEN_PERMISSIONS_REPORT=.permissions.json $(VENV)/bin/pytest tests/unit tests/workflow tests/inputs tests/security tests/deploy tests/permissions
+	$(VENV)/bin/python scripts/deploy_report.py --permissions .permissions.json --write docs/deploy.md
 
 clean: ## Remove build output and caches (keeps the venvs)
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

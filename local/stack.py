@@ -268,6 +268,7 @@ class Stack:
             "bucket": self.names.get("bucket"),
             "tables": self.names.get("tables"),
             "state_machine_arn": self.state_machine_arn,
+            "secrets": self.names.get("secrets"),
             "routes": [route.route_key for route in self.gateway.routes],
             "generation_seconds": self.profile.generation_seconds,
             "pid": os.getpid(),
