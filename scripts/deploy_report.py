@@ -45,7 +45,8 @@ def permission_table(report: dict[str, object] | None) -> str:
             note = ", ".join(f"`{a}`" for a in hit) if hit else ("none" if report else "(not recorded)")
             lines.append(f"| {function} | {actions} | `{resource}` | {note} |")
         lines.append(
-            f"| {function} | `logs:CreateLogGroup`, `logs:CreateLogStream`, `logs:PutLogEvents`, `xray:Put*`, `xray:GetSampling*` "
+            f"| {function} | `logs:CreateLogGroup`, `logs:CreateLogStream`, `logs:PutLogEvents`, "
+            "`xray:Put*`, `xray:GetSampling*` "
             "| `*` (AWS managed: AWSLambdaBasicExecutionRole, AWSXrayWriteOnlyAccess) | runtime |"
         )
     return "\n".join(lines)
@@ -53,9 +54,9 @@ def permission_table(report: dict[str, object] | None) -> str:
 
 def measured_list_page() -> dict[str, int]:
     """A GET /videos?limit=100 page over 100 worst-case jobs, on moto, through the status handler."""
-    import tests.conftest as harness  # sets the test environment (moto credentials, names)
     from moto import mock_aws
 
+    import tests.conftest as harness  # sets the test environment (moto credentials, names)
     from tests.deploy.test_limits import list_event, worst_job
     from videogen import service
     from videogen.limits import response_bytes
@@ -97,7 +98,8 @@ def limits_table() -> str:
         "| limit | AWS figure | worst case here | how |",
         "|---|---:|---:|---|",
         f"| `GET /videos?limit=100` response, 100 jobs with prompts of 10,000 control characters "
-        f"| {limit} B | {page['response']:,} B: {page['jobs']} jobs on the first page (the {page['stored']} of DynamoDB's 1 MB page "
+        f"| {limit} B | {page['response']:,} B: {page['jobs']} jobs on the first page "
+        f"(the {page['stored']} of DynamoDB's 1 MB page "
         f"would take {page['uncapped']:,} B) "
         "| page capped by bytes (`videogen/limits.py`), measured on moto |",
         f"| largest `POST /videos` event (3 MB inline image, 10,000 astral characters, 2 KB metadata), JSON body "
