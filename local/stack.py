@@ -328,7 +328,9 @@ def launch(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ready = log_path.with_name(f"{log_path.stem}.ready.json")
     ready.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+    # VIDEOGEN_RECORD_AWS_CALLS: the permission tests' recorder (local/aws_calls.py) in the workers.
+    passed = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIDEOGEN_RECORD_AWS_CALLS")
+    env = {k: v for k, v in os.environ.items() if k in passed}
     env["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, "-m", "local.stack", "--profile", profile, "--port", str(port), "--ready-file", str(ready), *args]
     with log_path.open("wb") as log:

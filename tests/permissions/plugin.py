@@ -2,9 +2,9 @@
 
 Registered from tests/conftest.py (``pytest_plugins``). Every botocore client created in the
 test process gets a ``provide-client-params`` hook (presigned URLs emit it too), which records
-the service, operation and parameters together with the function that made the call: the
-``functions/<name>/app.py`` frame on the call stack, or :data:`CURRENT_FUNCTION` when a
-harness sets it. Calls made by the tests themselves (no handler on the stack) are ignored.
+the service, operation and parameters together with the function that made the call
+(local/aws_calls.py). The local stack's workers (e2e tests) append theirs to a file this
+plugin names in ``VIDEOGEN_RECORD_AWS_CALLS``; they are read back after each test.
 
 At the end of each test, the calls it caused are evaluated against the function's role as
 `sam` would create it (:mod:`tests.permissions.iam`); a call the role would deny fails that
@@ -16,39 +16,25 @@ into the table in docs/deploy.md).
 
 from __future__ import annotations
 
-import contextvars
 import json
 import os
-import sys
+import shutil
+import tempfile
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import botocore.session
 import pytest
 
+from local.aws_calls import RECORD_FILE_VARIABLE, Call, install, read_new
 from tests.permissions import iam
-
-CURRENT_FUNCTION: contextvars.ContextVar[str | None] = contextvars.ContextVar("videogen_current_function", default=None)
-FUNCTIONS_DIR = str(iam.ROOT / "functions") + os.sep
-
-
-@dataclass(frozen=True)
-class Call:
-    function: str  # directory under functions/
-    service: str
-    operation: str
-    params_json: str
-    region: str
-    env: tuple[tuple[str, str], ...]
-    presigned: bool
 
 
 class Recorder:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pending: list[Call] = []
+        self.offset = 0
         self.used: dict[str, set[tuple[str, str]]] = {}
         self.checked: set[Call] = set()
         self.grants: dict[tuple[str, tuple[tuple[str, str], ...], str], list[iam.Grant]] = {}
@@ -60,8 +46,10 @@ class Recorder:
             self.pending.append(call)
 
     def take(self) -> list[Call]:
+        """Calls recorded since the last take: in this process, and by local-stack workers."""
+        from_workers, self.offset = read_new(RECORD_FILE, self.offset)
         with self.lock:
-            calls, self.pending = self.pending, []
+            calls, self.pending = self.pending + from_workers, []
         return calls
 
     def check(self, calls: list[Call]) -> list[str]:
@@ -111,91 +99,14 @@ class Recorder:
 
 
 RECORDER = Recorder()
+install(RECORDER.record)
+# The local stack (e2e tests) runs handlers in worker processes: they append their calls here.
+_OWN_RECORD_DIR = tempfile.mkdtemp(prefix="videogen-aws-calls-")
+RECORD_FILE = os.environ.setdefault(RECORD_FILE_VARIABLE, os.path.join(_OWN_RECORD_DIR, "calls.jsonl"))
 
 
-def _calling_function() -> str | None:
-    current = CURRENT_FUNCTION.get()
-    if current:
-        return current
-    frame = sys._getframe(2)
-    while frame is not None:
-        filename = frame.f_code.co_filename
-        if filename.startswith(FUNCTIONS_DIR) and filename.endswith(os.sep + "app.py"):
-            return filename[len(FUNCTIONS_DIR) :].split(os.sep, 1)[0]
-        frame = frame.f_back  # type: ignore[assignment]
-    return None
-
-
-def _env_snapshot() -> tuple[tuple[str, str], ...]:
-    # Only the variables a template environment maps to a resource matter; which ones is
-    # decided at check time, so keep every upper-case variable with a short value.
-    return tuple(sorted((k, v) for k, v in os.environ.items() if k.isupper() and len(v) < 512 and not k.startswith("AWS_SE")))
-
-
-def _on_params(params: dict[str, Any], model: Any, context: dict[str, Any] | None = None, **_: Any) -> None:
-    function = _calling_function()
-    if function is None:
-        return
-    service = model.service_model.service_name
-    region = (context or {}).get("client_region") or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
-    RECORDER.record(
-        Call(
-            function=function,
-            service=service,
-            operation=model.name,
-            params_json=json.dumps(_plain(params), sort_keys=True, default=str),
-            region=region,
-            env=_env_snapshot(),
-            presigned=bool((context or {}).get("is_presign_request")),
-        )
-    )
-
-
-def _plain(params: dict[str, Any]) -> dict[str, Any]:
-    # Bodies and item values are irrelevant to IAM; keep the names that locate resources.
-    keep = (
-        "Bucket",
-        "Key",
-        "CopySource",
-        "TableName",
-        "IndexName",
-        "SecretId",
-        "stateMachineArn",
-        "executionArn",
-        "QueueUrl",
-        "TopicArn",
-        "TargetArn",
-        "Name",
-        "Names",
-        "FunctionName",
-    )
-    plain: dict[str, Any] = {k: params[k] for k in keep if k in params}
-    if "RequestItems" in params:
-        plain["RequestItems"] = dict.fromkeys(params["RequestItems"], 0)
-    if "TransactItems" in params:
-        plain["TransactItems"] = [
-            {k: {"TableName": v.get("TableName")} for k, v in item.items()} for item in params["TransactItems"]
-        ]
-    if "Entries" in params:
-        plain["Entries"] = [{"EventBusName": e.get("EventBusName")} for e in params["Entries"]]
-    return plain
-
-
-_original_create_client = botocore.session.Session.create_client
-
-
-def _create_client(self: botocore.session.Session, *args: Any, **kwargs: Any) -> Any:
-    client = _original_create_client(self, *args, **kwargs)
-    region = client.meta.region_name
-
-    def hook(params: dict[str, Any], model: Any, context: dict[str, Any] | None = None, **rest: Any) -> None:
-        _on_params(params, model, {**(context or {}), "client_region": region}, **rest)
-
-    client.meta.events.register("provide-client-params", hook)
-    return client
-
-
-botocore.session.Session.create_client = _create_client  # type: ignore[method-assign]
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(_OWN_RECORD_DIR, ignore_errors=True)
 
 
 @pytest.hookimpl(wrapper=True)

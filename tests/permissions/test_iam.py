@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from local.aws_calls import Call, read_new
 from tests.conftest import invoke
 from tests.permissions import iam, plugin
 from tests.unit.test_status import get_event
@@ -167,7 +168,7 @@ def test_the_tightened_roles_deny_what_the_code_does_not_need():
 def test_a_call_the_role_does_not_grant_is_reported_with_function_action_and_resource():
     # Given a status function call its role does not grant (a Scan of the jobs table)
     recorder = plugin.Recorder()
-    call = plugin.Call(
+    call = Call(
         function="status",
         service="dynamodb",
         operation="Scan",
@@ -199,3 +200,19 @@ def test_handler_calls_are_recorded_with_their_function(pipeline, context):
     calls = plugin.RECORDER.pending
     assert [(c.function, c.service, c.operation) for c in calls] == [("status", "dynamodb", "GetItem")]
     assert json.loads(calls[0].params_json)["TableName"] == "jobs"
+
+
+def test_calls_from_local_stack_workers_are_read_back_line_by_line(tmp_path):
+    # Given a worker's file with two complete lines and one still being written
+    path = tmp_path / "calls.jsonl"
+    call = Call("status", "dynamodb", "GetItem", '{"TableName": "jobs"}', REGION, (("JOBS_TABLE", "jobs"),), False)
+    path.write_text(call.to_json() + "\n" + call.to_json() + "\n" + call.to_json()[:10])
+
+    # When they are read from the start, then again from where reading stopped
+    first, offset = read_new(str(path), 0)
+    again, same = read_new(str(path), offset)
+
+    # Then the complete lines come back as equal calls, once; the partial line waits
+    assert first == [call, call]
+    assert again == [] and same == offset
+    assert read_new(str(tmp_path / "missing.jsonl"), 0) == ([], 0)
