@@ -11,16 +11,19 @@ PYTHON ?= $(firstword $(shell command -v python3.11 python3 2>/dev/null))
 VENV := .venv
 SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
+# The cfn-lint rules for serverless applications (github.com/awslabs/serverless-rules),
+# installed beside the SAM CLI's own cfn-lint.
+CFN_LINT_SERVERLESS_VERSION := 0.3.6
 
 VENV_STAMP := $(VENV)/.installed
-SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
+SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_SERVERLESS_VERSION)
 PIP_FLAGS := --disable-pip-version-check --no-input --quiet
 
 # SAM works offline but needs a region; no telemetry from development machines or CI.
 export AWS_DEFAULT_REGION ?= us-east-1
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install lint test validate build bench clean openapi
+.PHONY: help install lint test validate build bench clean openapi smoke permissions
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
@@ -41,7 +44,8 @@ $(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt client/pypr
 $(SAM_STAMP):
 	$(check_python)
 	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) aws-sam-cli==$(SAM_CLI_VERSION)
+	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) aws-sam-cli==$(SAM_CLI_VERSION) \
+		cfn-lint-serverless==$(CFN_LINT_SERVERLESS_VERSION)
 	rm -f $(SAM_VENV)/.installed-*
 	touch $@
 
@@ -52,14 +56,17 @@ lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer packag
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint ## lint, then the whole test suite
+# The permission tests translate template.yaml with the SAM CLI's own translator (.venv-sam).
+test: lint $(SAM_STAMP) ## lint, then the whole test suite
 	$(VENV)/bin/pytest
 
-validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint) on template.yaml
+validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint), then the cfn-lint-serverless rules, on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
+	$(SAM_VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
 
-build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/
+build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/, then check sizes
 	$(SAM_VENV)/bin/sam build --template-file template.yaml
+	$(SAM_VENV)/bin/python scripts/artifact_sizes.py
 
 bench: $(VENV_STAMP) ## Run every bench/*.py with its defaults
 	@shopt -s nullglob; scripts=(bench/*.py); \
@@ -68,6 +75,14 @@ bench: $(VENV_STAMP) ## Run every bench/*.py with its defaults
 
 openapi: $(VENV_STAMP) ## Regenerate docs/openapi.json from the handlers' Powertools resolvers
 	$(VENV)/bin/python scripts/openapi.py
+
+smoke: $(VENV_STAMP) ## Check a deployed stack without starting a paid job: make smoke STACK=name
+	@test -n "$(STACK)" || { echo "usage: make smoke STACK=<stack name>" >&2; exit 2; }
+	$(VENV)/bin/python scripts/smoke.py --stack $(STACK)
+
+permissions: $(VENV_STAMP) $(SAM_STAMP) ## Run the suites recording AWS calls; rewrite the permission table in docs/deploy.md
+	VIDEOGEN_PERMISSIONS_REPORT=.permissions.json $(VENV)/bin/pytest
+	$(VENV)/bin/python scripts/deploy_report.py --permissions .permissions.json --write docs/deploy.md
 
 clean: ## Remove build output and caches (keeps the venvs)
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

@@ -36,7 +36,7 @@ from local.template import ROOT, FunctionDef
 
 LAYER_DIR = ROOT / "layers" / "videogen"
 # A function sees its own environment, not the stack's: only these come from outside.
-INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT")
+INHERITED_ENV = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "SYSTEMROOT", "VIDEOGEN_RECORD_AWS_CALLS")
 MAX_WORKERS_PER_FUNCTION = 8
 
 
@@ -93,6 +93,10 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: FunctionCo
     os.environ["AWS_LAMBDA_FUNCTION_TIMEOUT"] = str(config.timeout)
     # The layer is what Lambda mounts at /opt/python; the function's code is the task root.
     sys.path[:0] = [config.code_dir, str(LAYER_DIR)]
+    # The permission tests' recorder (tests/permissions), when the test process asks for it.
+    from local.aws_calls import install_from_environment
+
+    install_from_environment()
     module_name, _, function_name = config.handler.rpartition(".")
     try:
         spec = importlib.util.spec_from_file_location(module_name, Path(config.code_dir) / f"{module_name.replace('.', '/')}.py")

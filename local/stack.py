@@ -268,6 +268,7 @@ class Stack:
             "bucket": self.names.get("bucket"),
             "tables": self.names.get("tables"),
             "state_machine_arn": self.state_machine_arn,
+            "secrets": self.names.get("secrets"),
             "routes": [route.route_key for route in self.gateway.routes],
             "generation_seconds": self.profile.generation_seconds,
             "pid": os.getpid(),
@@ -327,7 +328,9 @@ def launch(
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ready = log_path.with_name(f"{log_path.stem}.ready.json")
     ready.unlink(missing_ok=True)
-    env = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR")}
+    # VIDEOGEN_RECORD_AWS_CALLS: the permission tests' recorder (local/aws_calls.py) in the workers.
+    passed = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "VIDEOGEN_RECORD_AWS_CALLS")
+    env = {k: v for k, v in os.environ.items() if k in passed}
     env["PYTHONUNBUFFERED"] = "1"
     command = [sys.executable, "-m", "local.stack", "--profile", profile, "--port", str(port), "--ready-file", str(ready), *args]
     with log_path.open("wb") as log:

@@ -52,6 +52,9 @@ from moto import mock_aws  # noqa: E402
 from tests.template import bucket_lifecycle, table_kwargs  # noqa: E402
 from videogen import context as videogen_context  # noqa: E402
 
+# Every AWS call a handler makes is checked against its role from template.yaml.
+pytest_plugins = ["tests.permissions.plugin"]
+
 CALLBACK_KEYS = {"active": "v1", "v1": "test-callback-key-v1"}
 API_KEY = "sk-test-provider-key"
 

@@ -225,3 +225,39 @@ def test_metrics_carry_route_and_code(capsys):
 
 
 _ = FakeContext  # the handlers get the suite's fake Lambda context through invoke()
+
+
+@respx.mock
+def test_submit_and_callback_provider_calls_end_within_the_lambdas_time_left(ctx):
+    from tests.conftest import CALLBACK_KEYS
+    from videogen.security import make_callback_token
+
+    timeouts: list[float] = []
+
+    def record(answer: httpx.Response):
+        def side_effect(request: httpx.Request) -> httpx.Response:
+            timeouts.append(request.extensions["timeout"]["read"])
+            return answer
+
+        return side_effect
+
+    task = "https://task.provider.test/api/v1"
+    respx.post(f"{task}/generateTask/sora-2").mock(
+        side_effect=record(httpx.Response(200, json={"code": 200, "data": {"taskId": "t1"}}))
+    )
+    status = {"code": 200, "data": {"taskId": "t1", "state": "processing"}}
+    respx.get(f"{task}/statusTask/sora-2").mock(side_effect=record(httpx.Response(200, json=status)))
+
+    event = load_event("submit")
+    event["body"] = json.dumps({"prompt": "a cat", "route": "task"})
+    job_id = invoke("submit", event, FakeContext(remaining_ms=12_000))["json"]["id"]
+    assert timeouts[-1] <= 12.0 - 4.0  # the submit keeps 4 s in hand
+
+    callback = load_event("callback-success")
+    token = make_callback_token(job_id, CALLBACK_KEYS)
+    callback.update(rawPath=f"/callbacks/{job_id}", pathParameters={"id": job_id}, queryStringParameters={"token": token})
+    callback["requestContext"]["http"]["path"] = f"/callbacks/{job_id}"
+    callback["body"] = json.dumps({"code": 200, "data": {"taskId": "t1", "state": "processing"}})
+    answer = invoke("callback", callback, FakeContext(remaining_ms=9_000))
+    assert answer["statusCode"] == 503  # not final yet
+    assert timeouts[-1] <= 9.0 - 3.0  # the callback keeps 3 s in hand

@@ -238,9 +238,9 @@ def test_invalid_combinations_are_400_naming_allowed_values(ctx, workflow, provi
             {"route": "official"},
             ("upload", img.padded(img.png(720, 1280), 11 * MB)),
             "image_base64",
-            {"max_bytes": 4_000_000},
+            {"max_bytes": 3_000_000},
         ),
-        ("5mb-upload", {"route": "task"}, ("upload", img.padded(img.png(), 5 * MB)), "image_base64", {"max_bytes": 4_000_000}),
+        ("5mb-upload", {"route": "task"}, ("upload", img.padded(img.png(), 5 * MB)), "image_base64", {"max_bytes": 3_000_000}),
     ],
     ids=lambda v: v if isinstance(v, str) and "-" in v else "",
 )

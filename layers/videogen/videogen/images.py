@@ -3,8 +3,9 @@
 A client gives an image either as ``image_url`` (https; fetched here, with a size cap) or as
 ``image_base64`` in the JSON body (raw base64 or a ``data:image/...;base64,`` URL). API Gateway
 accepts 10 MB, but a synchronous Lambda invocation carries at most 6 MB of event, and base64
-grows the bytes by 4/3; so an inline image is capped at ``MAX_INLINE_IMAGE_BYTES`` (4 MB raw,
-about 5.3 MB of base64, leaving room for the prompt and the event envelope). Larger images (up
+grows the bytes by 4/3 (twice, when API Gateway base64-encodes a non-JSON body); so an inline
+image is capped at ``max_inline_image_bytes`` (3 MB raw, 4 MB of base64, leaving room for the
+prompt, a second base64 and the event envelope). Larger images (up
 to the catalog's ``image.max_bytes``, 10 MB) go by ``image_url``.
 
 Whatever the source, the bytes are checked the same way: the format comes from the magic

@@ -84,7 +84,9 @@ class Settings(BaseModel):
 
     # Image-to-video: inline (base64) images are capped below Lambda's 6 MB event limit; every
     # checked input image is stored under this prefix and shown to providers by presigned URL.
-    max_inline_image_bytes: int = 4_000_000
+    # 3 MB: the largest submit then fits 6 MB even when API Gateway base64-encodes the body
+    # (tests/deploy/test_limits.py computes the bound, about 3.4 MB).
+    max_inline_image_bytes: int = 3_000_000
     input_image_prefix: str = "inputs/"
     input_image_url_expires_seconds: int = 6 * 3600
 

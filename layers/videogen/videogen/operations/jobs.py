@@ -16,14 +16,12 @@ from typing import Any
 from .. import secrets
 from ..context import Context
 from ..errors import InvalidRequest, NotFound
+from ..limits import fitting_count
 from ..models import Job, JobStatus
 from ..security import sign, verify
 from ..storage import presign
 
 MAX_PAGE = 100
-# A page's JSON stays well under Lambda's 6 MB response limit (6,291,456 B), whatever the
-# prompts and metadata hold (JSON escaping can make a 10,000-character prompt 60 KB).
-MAX_PAGE_BYTES = 4 * 1024 * 1024
 CURSOR_KEYS = frozenset({"id", "list_pk", "created_at", "status", "owner_created"})
 
 
@@ -55,16 +53,12 @@ def list_jobs(ctx: Context, *, owner: str, status: str | None, limit: int, next_
     scope = {"owner": owner, "status": wanted.value if wanted else None}
     start = read_cursor(next_token, scope, keys) if next_token else None
     jobs, last = ctx.repo.list(owner=owner, status=wanted, limit=limit, start_after=start)
-    views: list[dict[str, Any]] = []
-    size = 0
-    for job in jobs:
-        body = view(ctx, job)
-        size += len(json.dumps(body, separators=(",", ":"))) + 1
-        if views and size > MAX_PAGE_BYTES:
-            # Byte cap reached: end the page at the previous job and continue from it.
-            last = ctx.repo.page_key(jobs[len(views) - 1], by_status=wanted is not None)
-            break
-        views.append(body)
+    views = [view(ctx, job) for job in jobs]
+    fitting = fitting_count(views)
+    if fitting < len(views):
+        # The byte cap ends the page early: continue right after its last job.
+        views = views[:fitting]
+        last = ctx.repo.page_key(jobs[fitting - 1], by_status=wanted is not None)
     return {"jobs": views, "next_token": make_cursor(last, scope, keys) if last else None}
 
 
