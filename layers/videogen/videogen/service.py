@@ -18,7 +18,7 @@ from typing import Any
 import httpx
 from aws_lambda_powertools.utilities import parameters
 
-from . import aws, observability, secrets
+from . import aws, observability, secrets, webhooks
 from .catalog import model_spec, provider_model_for, resolve
 from .errors import (
     InvalidRequest,
@@ -33,6 +33,7 @@ from .errors import (
 from .http import make_client
 from .images import CheckedImage, delete_input_image, file_name, input_image_url, load_request_image, store_input_image
 from .models import Cost, CreateVideoRequest, ErrorCode, Job, JobError, JobStatus, StoredVideo
+from .probe import poster_url as probe_poster_url
 from .providers import Outcome
 from .providers.legacy import LegacyApi, ProgressThrottle, rejection_code
 from .providers.official import OfficialApi, ReferenceImage
@@ -124,6 +125,7 @@ class Pipeline:
             orientation=spec.orientation,
             image_url=request.image_url,
             metadata=request.metadata,
+            webhook=webhooks.requested_webhook(request, self.settings),
             cost=Cost(amount=spec.cost_usd, basis=f"catalog:{spec.route}/{spec.model}") if spec.cost_usd is not None else None,
         )
         if image is not None:
@@ -404,7 +406,7 @@ class Pipeline:
         """The job JSON of the contract, with a presigned URL for a stored video."""
         if job.status == JobStatus.SUCCEEDED and job.video is not None:
             url, expires = presign(self.settings, job.video)
-            return job.public(url, expires)
+            return job.public(url, expires, poster_url=probe_poster_url(self.settings, job))
         return job.public()
 
     def get(self, job_id: str) -> dict[str, Any]:
