@@ -16,6 +16,7 @@ Lambda's filter patterns are EventBridge patterns; moto's ``EventPattern`` match
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -138,13 +139,17 @@ class StreamPump(_Pump):
         self.invoke = invoke
         self.on_failure_queue_url = on_failure_queue_url
         self.iterators: dict[str, str] = {}
+        self.shards: list[dict[str, Any]] = []
+        self.shards_checked = -math.inf
         self.pending: list[dict[str, Any]] = []
         self.attempts = 0
         self.invocations = 0
 
     def _fetch(self) -> list[dict[str, Any]]:
-        shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"].get("Shards", [])
-        for shard in shards:
+        if time.monotonic() >= self.shards_checked + 10:
+            self.shards = self.streams.describe_stream(StreamArn=self.stream_arn)["StreamDescription"].get("Shards", [])
+            self.shards_checked = time.monotonic()
+        for shard in self.shards:
             if shard["ShardId"] not in self.iterators:
                 self.iterators[shard["ShardId"]] = self.streams.get_shard_iterator(
                     StreamArn=self.stream_arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
@@ -263,3 +268,126 @@ def drain(pump: _Pump, *, until: Callable[[], bool] | None = None, timeout: floa
         elif not busy:
             return
     raise TimeoutError(f"{pump.name} did not finish within {timeout:.0f} s")
+
+
+# -- the local stack's wiring (template.yaml's queues, stream, rules and mappings) ----------
+
+
+def create_queues(aws: Any, stack: str, refs: dict[str, Any], attributes: dict[tuple[str, str], Any]) -> dict[str, str]:
+    """Each ``AWS::SQS::Queue`` with its template attributes; fills ``Ref`` (URL) and ``Arn``/``QueueName``.
+
+    Queues without a redrive policy come first: the others name them.
+    """
+    sqs = aws.client("sqs")
+    queues = cfn.resources_of_type("AWS::SQS::Queue")
+    urls: dict[str, str] = {}
+    for logical_id, res in sorted(queues.items(), key=lambda item: "RedrivePolicy" in item[1].get("Properties", {})):
+        props = res.get("Properties", {})
+        names = cfn.Names(refs=refs, attributes=attributes, stack=stack)
+        queue_attributes = {
+            key: str(props[key]) for key in ("VisibilityTimeout", "MessageRetentionPeriod", "DelaySeconds") if key in props
+        }
+        if "RedrivePolicy" in props:
+            queue_attributes["RedrivePolicy"] = json.dumps(cfn.resolve(props["RedrivePolicy"], names))
+        name = f"{stack}-{logical_id}"
+        url = sqs.create_queue(QueueName=name, Attributes=queue_attributes)["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        refs[logical_id] = url
+        attributes[(logical_id, "Arn")] = arn
+        attributes[(logical_id, "QueueName")] = name
+        urls[logical_id] = url
+    return urls
+
+
+class EventSources:
+    """The template's DynamoDB-stream, SQS and EventBridge-rule events, run against moto."""
+
+    def __init__(self) -> None:
+        self.pumps: list[_Pump] = []
+
+    def start(self, aws: Any, runtime: Any, names: cfn.Names, tables: dict[str, str]) -> EventSources:
+        for logical_id, res in cfn.resources_of_type("AWS::Serverless::Function").items():
+            for event_name, event in (res.get("Properties", {}).get("Events") or {}).items():
+                kind = event.get("Type")
+                if kind == "DynamoDB":
+                    self.pumps.append(self._stream(aws, runtime, names, tables, logical_id))
+                elif kind == "SQS":
+                    self.pumps.append(self._queue(aws, runtime, names, logical_id))
+                elif kind == "EventBridgeRule":
+                    self.pumps.append(self._rule(aws, runtime, names, logical_id, event_name))
+        for pump in self.pumps:
+            pump.start()
+        return self
+
+    def stop(self) -> None:
+        for pump in self.pumps:
+            pump.stopping.set()
+        for pump in self.pumps:
+            pump.thread.join(timeout=5)
+
+    @staticmethod
+    def _invoker(runtime: Any, logical_id: str) -> Invoke:
+        from local.lambdas import InvocationError
+
+        pool = runtime.find(logical_id)
+
+        def invoke(event: dict[str, Any]) -> Any:
+            try:
+                return pool.invoke(event)
+            except InvocationError as exc:
+                raise InvocationFailed(str(exc.payload.get("errorMessage"))) from exc
+
+        return invoke
+
+    def _stream(self, aws: Any, runtime: Any, names: cfn.Names, tables: dict[str, str], logical_id: str) -> StreamPump:
+        mapping = mapping_of(logical_id, "DynamoDB")
+        table_logical = mapping.source["Fn::GetAtt"][0]
+        stream_arn = aws.client("dynamodb").describe_table(TableName=tables[table_logical])["Table"]["LatestStreamArn"]
+        on_failure = None
+        if mapping.on_failure is not None:
+            # The destination is a queue ARN; its pump-side handle is the queue's URL (its Ref).
+            arn = cfn.resolve(mapping.on_failure, names)
+            by_arn = {value: names.refs[lid] for (lid, attr), value in names.attributes.items() if attr == "Arn"}
+            on_failure = by_arn.get(arn)
+        return StreamPump(
+            aws.client("dynamodbstreams"),
+            aws.client("sqs"),
+            stream_arn,
+            mapping,
+            self._invoker(runtime, logical_id),
+            on_failure_queue_url=on_failure,
+        )
+
+    def _queue(self, aws: Any, runtime: Any, names: cfn.Names, logical_id: str) -> QueuePump:
+        mapping = mapping_of(logical_id, "SQS")
+        queue_logical = mapping.source["Fn::GetAtt"][0]
+        return QueuePump(
+            aws.client("sqs"),
+            names.refs[queue_logical],
+            names.attributes[(queue_logical, "Arn")],
+            mapping.batch_size,
+            self._invoker(runtime, logical_id),
+            name=logical_id,
+        )
+
+    def _rule(self, aws: Any, runtime: Any, names: cfn.Names, logical_id: str, event_name: str) -> QueuePump:
+        """The rule on moto's default bus, targeting a local queue the pump hands to the function
+        one event at a time (EventBridge invokes a Lambda target once per event)."""
+        sqs, events = aws.client("sqs"), aws.client("events")
+        rule = f"{names.stack}-{logical_id}{event_name}"
+        url = sqs.create_queue(QueueName=f"{rule}-target", Attributes={"VisibilityTimeout": "60"})["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name=rule, EventPattern=json.dumps(rule_pattern(logical_id, names)))
+        events.put_targets(Rule=rule, Targets=[{"Id": logical_id, "Arn": arn}])
+        invoke = self._invoker(runtime, logical_id)
+
+        def each_event(batch: dict[str, Any]) -> dict[str, Any]:
+            failures = []
+            for record in batch["Records"]:
+                try:
+                    invoke(json.loads(record["body"]))
+                except InvocationFailed:
+                    failures.append({"itemIdentifier": record["messageId"]})
+            return {"batchItemFailures": failures}
+
+        return QueuePump(sqs, url, arn, 1, each_event, name=f"{logical_id}-rule")

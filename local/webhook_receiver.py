@@ -169,3 +169,85 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(answer)
 
     return Handler
+
+
+class DemoWebhooks:
+    """``make demo``'s receiver: every demo job asks for webhooks to it; a report at the end.
+
+    with DemoWebhooks() as hooks, launch("demo", ..., args=hooks.stack_args) as stack:
+        hooks.configure(stack.info["api_url"])   # the key from GET /webhooks/secret
+        body = hooks.ask(body, route)            # adds webhook_url / webhook_events
+        ...
+        ok = hooks.report({route: job_id, ...}) and ok
+    """
+
+    EVENTS = ["started", "progress", "succeeded", "failed"]
+
+    def __init__(self) -> None:
+        self.receiver = WebhookReceiver()
+        self.api_url = ""
+
+    def __enter__(self) -> DemoWebhooks:
+        self.receiver.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.receiver.stop()
+
+    @property
+    def stack_args(self) -> tuple[str, ...]:
+        """The stack's functions must trust the receiver's throwaway CA."""
+        return ("--trust-ca", str(self.receiver.ca_file))
+
+    def configure(self, api_url: str) -> None:
+        import httpx
+
+        self.api_url = api_url
+        answer = httpx.get(f"{api_url}/webhooks/secret", timeout=30)
+        answer.raise_for_status()
+        self.receiver.key = answer.json()["key"]
+        print(f"  webhook receiver: {self.receiver.url('/hooks')} (https, key from GET /webhooks/secret)", flush=True)
+
+    def ask(self, body: dict[str, Any], route: str) -> dict[str, Any]:
+        return {**body, "webhook_url": self.receiver.url(f"/hooks/{route}"), "webhook_events": self.EVENTS}
+
+    def report(self, jobs: dict[str, str], timeout: float = 30.0) -> bool:
+        """Print, per job: events received, signatures verified, poster, probed duration and size.
+
+        Waits (up to ``timeout``) for the last delivery and the probe, which follow the job's
+        status change; True when every job's events verified and its video was probed.
+        """
+        import time
+
+        import httpx
+
+        deadline = time.monotonic() + timeout
+        views: dict[str, dict[str, Any]] = {}
+        with httpx.Client(base_url=self.api_url, timeout=30) as client:
+            for route, job_id in jobs.items():
+                while True:
+                    view = client.get(f"/videos/{job_id}").json()
+                    hook, video = view.get("webhook") or {}, view.get("video")
+                    probed = video is None or video.get("poster_url") or video.get("warnings")
+                    if (hook.get("status") not in (None, "pending") and probed) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.3)
+                views[route] = view
+        ok = True
+        print("\nWebhooks and the downstream probe:")
+        for route, job_id in jobs.items():
+            got = [d for d in self.receiver.deliveries() if d.job_id == job_id]
+            verified = sum(d.verified for d in got)
+            view = views[route]
+            video = view.get("video") or {}
+            kinds = ", ".join(d.type or "?" for d in got) or "none"
+            size = f"{video.get('width')}x{video.get('height')}" if video.get("width") else "-"
+            print(
+                f"  {route:<8} events: {kinds}; signatures verified: {verified}/{len(got)}; "
+                f"webhook {view.get('webhook', {}).get('status')}; "
+                f"poster: {'written' if video.get('poster_url') else 'none'}; "
+                f"probed: {video.get('duration_seconds')} s, {size}, {video.get('codec')}"
+                + (f"; warnings: {'; '.join(video['warnings'])}" if video.get("warnings") else "")
+            )
+            ok = ok and bool(got) and verified == len(got) and (not video or bool(video.get("poster_url")))
+        return ok

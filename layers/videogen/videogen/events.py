@@ -21,9 +21,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from . import aws
 from .models import Job, JobStatus
-from .observability import logger
+from .observability import logger, metrics
 from .repository import JobRepository, _from_dynamo
 from .settings import Settings
 
@@ -140,8 +142,10 @@ class Outbox:
             if event_type in DETAIL_TYPES and self.settings.event_bus_name:
                 self.put_event(job, event_type)
                 sent.append(f"eventbridge:{event_type}")
+                metrics.add_metric(name="JobEventsPut", unit=MetricUnit.Count, value=1)
             if self.wants_webhook(job, event_type) and self.enqueue(job, event_type, change):
                 sent.append(f"webhook:{event_type}")
+                metrics.add_metric(name="WebhooksQueued", unit=MetricUnit.Count, value=1)
         return sent
 
     def put_event(self, job: Job, event_type: str) -> None:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from . import aws
 from .models import Job, VideoProbe
-from .observability import logger
+from .observability import logger, metrics
 from .repository import JobRepository
 from .settings import Settings
 
@@ -304,4 +306,5 @@ def probe_object(settings: Settings, repo: JobRepository, bucket: str, key: str)
         aws.client("s3").put_object(Bucket=bucket, Key=target, Body=jpeg, ContentType="image/jpeg", Metadata={"job-id": job_id})
         probe.poster_key = target
     repo.record_probe(job_id, probe)
+    metrics.add_metric(name="VideosProbed", unit=MetricUnit.Count, value=1)
     return ProbeResult(job_id, probe, reader.requests, reader.bytes_read, reader.size)

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import httpcore
 import httpx
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities import parameters
 from standardwebhooks import Webhook
 
@@ -32,7 +33,7 @@ from .errors import InvalidRequest, TransferFailed
 from .events import TERMINAL_EVENTS
 from .http import make_client
 from .models import MAX_WEBHOOK_URL, WEBHOOK_ALWAYS, WEBHOOK_EVENTS, CreateVideoRequest, Job, JobStatus, WebhookState
-from .observability import logger
+from .observability import logger, metrics
 from .probe import poster_url
 from .repository import JobRepository
 from .safe_http import DownloadPolicy, PinnedBackend, PinnedTransport, Resolver, system_resolver
@@ -276,6 +277,8 @@ class Deliverer:
         retry_in = schedule[attempt - 1] if outcome == "retry" else None
         if outcome == "failed":
             self.dead_letter(message, result)
+        metric = {"delivered": "WebhooksDelivered", "stopped": "WebhooksStopped", "failed": "WebhooksDeadLettered"}
+        metrics.add_metric(name=metric.get(outcome, "WebhookAttemptsFailed"), unit=MetricUnit.Count, value=1)
         logger.info(
             "webhook attempt",
             extra={"job_id": job.id, "event": event_type, "attempt": attempt, "outcome": outcome, "http_status": result.status},
