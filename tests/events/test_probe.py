@@ -20,7 +20,7 @@ from local.simulator import SAMPLE_MP4
 from tests.conftest import invoke, load_event
 from videogen import service
 from videogen.models import Job, StoredVideo
-from videogen.probe import RangeReader, parse_moov, poster_jpeg, probe_object, read_moov
+from videogen.probe import ProbeError, RangeReader, parse_moov, poster_jpeg, probe_object, read_moov
 from videogen.repository import JobRepository
 from videogen.settings import get_settings
 
@@ -191,3 +191,18 @@ def test_the_rule_pattern_takes_every_key_under_videos(key: str) -> None:
     event = load_event(SAMPLE_EVENT)
     event["detail"]["object"]["key"] = key
     assert EventPattern.load(json.dumps(_pattern(event["detail"]["bucket"]["name"]))).matches_event(event)
+
+
+def test_hostile_structures_are_warnings_and_cost_a_bounded_number_of_gets(aws: None) -> None:
+    settings = get_settings()
+    # Thousands of tiny top-level boxes: the walk stops after a fixed number of headers
+    _store(settings.video_bucket, "videos/boxes.mp4", b"\x00\x00\x00\x08free" * 5000)
+    reader = RangeReader(settings.video_bucket, "videos/boxes.mp4")
+    with pytest.raises(ProbeError, match="no moov"):
+        read_moov(reader, settings.probe_max_moov_bytes)
+    assert reader.requests <= 64
+    # A moov whose boxes lie about their sizes, and one cut short
+    with pytest.raises(ProbeError):
+        parse_moov(b"\x00\x00\x00\x10mvhd\x00\x00")
+    with pytest.raises(ProbeError):
+        parse_moov(b"\x00\x00\x00\x0cmvhd\x01\x00\x00\x00")

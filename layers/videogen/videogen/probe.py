@@ -34,7 +34,9 @@ from .settings import Settings
 BLOCK = 256 * 1024
 CACHED_BLOCKS = 16
 SECONDS_TOLERANCE = 0.5
-CONTAINERS = frozenset({b"moov", b"trak", b"mdia", b"minf", b"stbl"})
+# A real MP4 has a handful of top-level boxes (ftyp, free, mdat, moov, ...); a file with more
+# is not walked further (each header costs a ranged GET).
+MAX_TOP_LEVEL_BOXES = 64
 
 
 class ProbeError(Exception):
@@ -89,7 +91,9 @@ def _box_header(head: bytes, offset: int, file_size: int) -> tuple[bytes, int, i
 def read_moov(reader: RangeReader, max_bytes: int) -> bytes:
     """The ``moov`` box's payload, found by walking top-level box headers with ranged GETs."""
     offset = 0
-    while offset + 8 <= reader.size:
+    for _ in range(MAX_TOP_LEVEL_BOXES):
+        if offset + 8 > reader.size:
+            break
         kind, size, header = _box_header(reader.read(offset, 16), offset, reader.size)
         if size < header:
             raise ProbeError(f"bad box size {size} at byte {offset}")
@@ -120,6 +124,13 @@ def _child(data: bytes, kind: bytes) -> bytes | None:
 
 def parse_moov(moov: bytes) -> MovieInfo:
     """Duration (``mvhd``), the video track's size (``tkhd``) and codec (``stsd``)."""
+    try:
+        return _parse_moov(moov)
+    except (struct.error, IndexError) as exc:
+        raise ProbeError(f"malformed moov box: {exc}") from exc
+
+
+def _parse_moov(moov: bytes) -> MovieInfo:
     duration = None
     mvhd = _child(moov, b"mvhd")
     if mvhd is not None:
