@@ -227,14 +227,16 @@ class RangedFile(io.RawIOBase):
 def poster_jpeg(reader: RangeReader) -> bytes:
     """The first video frame as a JPEG (PyAV decodes it; its MJPEG encoder writes it)."""
     import av  # the probe function's own requirement, not the shared layer's
+    from av.video.codeccontext import VideoCodecContext
 
     with av.open(RangedFile(reader), mode="r") as container:
         if not container.streams.video:
             raise ProbeError("no video stream to take a poster from")
         frame = next(container.decode(video=0), None)
-        if frame is None:
-            raise ProbeError("no frame could be decoded")
+    if frame is None:
+        raise ProbeError("no frame could be decoded")
     encoder = av.CodecContext.create("mjpeg", "w")
+    assert isinstance(encoder, VideoCodecContext)
     encoder.width, encoder.height = frame.width, frame.height
     encoder.pix_fmt = "yuvj420p"
     encoder.time_base = Fraction(1, 25)

@@ -17,7 +17,7 @@ import json
 import ssl
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any, Literal
@@ -206,6 +206,7 @@ class WebhookSender:
                     if read >= self.settings.webhook_max_response_bytes or time.monotonic() > deadline:
                         break  # the answer's status is what counts; its body is never needed
                 if time.monotonic() > deadline:
+                    # An answer after the deadline does not count, whatever it says.
                     return AttemptResult(None, "timed out")
                 return AttemptResult(response.status_code)
         except TransferFailed as exc:
@@ -227,7 +228,6 @@ class DeliveryResult:
     status: int | None = None
     retry_in: int | None = None
     error: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
