@@ -14,6 +14,7 @@ so tests and the demo exercise retries, ``410 Gone`` and a receiver that is down
 from __future__ import annotations
 
 import json
+import shutil
 import ssl
 import tempfile
 import threading
@@ -74,6 +75,7 @@ class WebhookReceiver:
     ) -> None:
         self.state = _State(key=key)
         self.ca = trustme.CA()
+        self._own_directory = directory is None
         self.directory = directory or Path(tempfile.mkdtemp(prefix="videogen-webhooks-"))
         self.ca_file = self.directory / "webhook-receiver-ca.pem"
         self.ca.cert_pem.write_to_path(str(self.ca_file))
@@ -121,6 +123,8 @@ class WebhookReceiver:
     def stop(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self._own_directory:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def verify(key: str, body: bytes, headers: dict[str, str]) -> dict[str, Any]:
