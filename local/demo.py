@@ -24,6 +24,7 @@ from videogen_client.api import TERMINAL, ApiClient, ApiError, DownloadError
 from videogen_client.display import Display, JobProgress, error_line
 
 from local.stack import launch
+from local.webhook_receiver import DemoWebhooks
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "out"
@@ -140,14 +141,15 @@ def main(argv: list[str] | None = None) -> int:
     extra = ("--generation-seconds", str(args.generation_seconds)) if args.generation_seconds is not None else ()
     print("Starting the local stack (provider simulator, AWS on moto, HTTP API, real handlers)...", flush=True)
     started = time.monotonic()
-    with launch("demo", log_path=log, args=extra) as stack:
+    with DemoWebhooks() as hooks, launch("demo", log_path=log, args=(*extra, *hooks.stack_args)) as stack:
         info = stack.info
         print(
             f"  ready in {time.monotonic() - started:.1f} s: API {info['api_url']}, simulator {info['simulator_url']}, "
             f"AWS (moto) {info['aws_endpoint']}; log: {log.relative_to(ROOT)}",
             flush=True,
         )
-        jobs = [DemoJob(route, body) for route, body in JOBS]
+        hooks.configure(info["api_url"])  # events out: a local https webhook receiver (issue 11)
+        jobs = [DemoJob(route, hooks.ask(body, route)) for route, body in JOBS]
         display = Display(as_json=False)
         # The local stack runs with ClientAuth=NONE: no SigV4 signing (the CLI's --no-sign).
         with ApiClient(info["api_url"], timeout=60) as client:
@@ -191,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 print(f"  {job.route:<8} {job.status}: {job.final.get('error')}")
         print("  (the S3 keys are in the stack's local bucket, which is gone with the stack; the copies stay)")
+        ok = hooks.report({job.route: job.id for job in jobs if job.id}) and ok
         ran = [job for job in jobs if job.id]
         if not ran:
             print("No route accepted a job.", file=sys.stderr)

@@ -36,6 +36,7 @@ from local import template as cfn
 from local.aws import ACCOUNT, CREDENTIALS, REGION, LambdaBridge, LocalAws
 from local.gateway import GatewayServer
 from local.lambdas import FunctionConfig, Runtime
+from local.outbox import EventSources, create_queues
 from local.tls import LocalTls, make_local_tls
 
 STACK = "videogen-local"
@@ -67,6 +68,7 @@ PROFILES: dict[str, Profile] = {
             "PollIntervalSeconds": "1",
             "WorkflowDeadlineSeconds": "150",
             "LogLevel": "WARNING",
+            "WebhookRetrySchedule": "1,1,1,1,1,1,1",
         },
         settings={
             "OFFICIAL_FIRST_WAIT_SECONDS": "0",
@@ -87,6 +89,7 @@ PROFILES: dict[str, Profile] = {
             "PollIntervalSeconds": "2",
             "WorkflowDeadlineSeconds": "300",
             "LogLevel": "WARNING",
+            "WebhookRetrySchedule": "1,2,5,10,30,60,120",
         },
         settings={"RETRY_BASE_DELAY_SECONDS": "0.2", "RETRY_MAX_DELAY_SECONDS": "2"},
     ),
@@ -101,6 +104,7 @@ PROFILES: dict[str, Profile] = {
             "PollIntervalSeconds": "3",
             "WorkflowDeadlineSeconds": "900",
             "LogLevel": "INFO",
+            "WebhookRetrySchedule": "2,5,10,30,60,120,300",
         },
         settings={"RETRY_BASE_DELAY_SECONDS": "0.5", "RETRY_MAX_DELAY_SECONDS": "4"},
     ),
@@ -131,8 +135,19 @@ def catalog_timing(seconds: float) -> str:
 class Stack:
     """Start and stop the local stack; :meth:`info` tells where everything is."""
 
-    def __init__(self, profile: Profile, *, gateway_port: int = 0, simulator_port: int = 0, moto_port: int = 0) -> None:
+    def __init__(
+        self,
+        profile: Profile,
+        *,
+        gateway_port: int = 0,
+        simulator_port: int = 0,
+        moto_port: int = 0,
+        trust_ca: tuple[Path, ...] = (),
+    ) -> None:
         self.profile = profile
+        # CAs the functions trust besides the stack's own (a local webhook receiver's).
+        self.trust_ca = trust_ca
+        self.event_sources: EventSources | None = None
         self.ports = (gateway_port, simulator_port, moto_port)
         self.sim: simulator.SimulatorServer | None = None
         self.gateway: GatewayServer | None = None
@@ -141,6 +156,7 @@ class Stack:
         self.bridge: LambdaBridge | None = None
         self.functions: list[FunctionConfig] = []
         self.names: dict[str, Any] = {}
+        self._names: cfn.Names | None = None
         self.state_machine_arn = ""
         self.serving = False
         self.tls_dir: Path | None = None
@@ -171,6 +187,9 @@ class Stack:
         self.bridge = LambdaBridge(self.runtime)
         self.bridge.install()
         self.runtime.warm()
+        # Stream, queue and rule events run like Lambda's event source mappings and targets.
+        assert self._names is not None
+        self.event_sources = EventSources().start(self.aws, self.runtime, self._names, self.names["tables"])
         self.gateway.attach(self.runtime, self.functions)
         self.gateway.start()
         self.serving = True
@@ -222,7 +241,9 @@ class Stack:
             attributes[(logical_id, "Arn")] = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}"
         for logical_id in cfn.resources_of_type("AWS::Serverless::HttpApi"):
             refs[logical_id] = "local"
+        queues = create_queues(self.aws, STACK, refs, attributes)
         names = cfn.Names(refs=refs, attributes=attributes, region=REGION, account=ACCOUNT, stack=STACK)
+        self._names = names
 
         for logical_id, machine in cfn.state_machines().items():
             if not machine.definition_path.exists():
@@ -238,7 +259,7 @@ class Stack:
         base_env = {
             **LOCAL_ONLY_ENV,
             "AWS_ENDPOINT_URL": self.aws.endpoint,
-            "SSL_CERT_FILE": str(self.tls.ca_file),
+            "SSL_CERT_FILE": str(self._ca_bundle()),
             **self.profile.settings,
         }
         self.functions = []
@@ -254,7 +275,17 @@ class Stack:
             "tables": tables,
             "bucket": refs.get("VideoBucket", ""),
             "secrets": {k: v for k, v in refs.items() if resources.get(k, {}).get("Type") == "AWS::SecretsManager::Secret"},
+            "queues": queues,
         }
+
+    def _ca_bundle(self) -> Path:
+        """The stack's CA, plus any CA given with ``--trust-ca``, in one file."""
+        if not self.trust_ca:
+            return self.tls.ca_file
+        assert self.tls_dir is not None
+        bundle = self.tls_dir / "trusted-cas.pem"
+        bundle.write_text("".join(path.read_text() for path in (self.tls.ca_file, *self.trust_ca)))
+        return bundle
 
     def info(self) -> dict[str, Any]:
         assert self.gateway and self.sim and self.aws
@@ -270,11 +301,14 @@ class Stack:
             "state_machine_arn": self.state_machine_arn,
             "secrets": self.names.get("secrets"),
             "routes": [route.route_key for route in self.gateway.routes],
+            "queues": self.names.get("queues"),
             "generation_seconds": self.profile.generation_seconds,
             "pid": os.getpid(),
         }
 
     def stop(self) -> None:
+        if self.event_sources:
+            self.event_sources.stop()
         if self.sim:
             simulator.stop(self.sim)
         if self.gateway:
@@ -398,6 +432,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--moto-port", type=int, default=0)
     parser.add_argument("--generation-seconds", type=float, help="override the profile's simulated generation time")
     parser.add_argument("--ready-file", type=Path, help="write the stack's addresses here (JSON) once it serves")
+    parser.add_argument("--trust-ca", type=Path, action="append", default=[], help="a CA (PEM) the functions also trust")
     args = parser.parse_args(argv)
 
     profile = PROFILES[args.profile]
@@ -411,7 +446,14 @@ def main(argv: list[str] | None = None) -> None:
             tmp.write_text(json.dumps(info, indent=2))
             tmp.replace(args.ready_file)
 
-    serve(Stack(profile, gateway_port=args.port, simulator_port=args.simulator_port, moto_port=args.moto_port), ready)
+    stack = Stack(
+        profile,
+        gateway_port=args.port,
+        simulator_port=args.simulator_port,
+        moto_port=args.moto_port,
+        trust_ca=tuple(args.trust_ca),
+    )
+    serve(stack, ready)
 
 
 if __name__ == "__main__":

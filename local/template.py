@@ -64,6 +64,9 @@ def table_kwargs(table_name: str, logical_id: str = "JobsTable") -> dict[str, An
     }
     if props.get("GlobalSecondaryIndexes"):
         kwargs["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    if props.get("StreamSpecification"):
+        # CloudFormation names only the view type; the API also wants the switch.
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     return kwargs
 
 

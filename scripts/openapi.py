@@ -110,11 +110,11 @@ def load_app(name: str) -> Any:
 
 def job_schema() -> tuple[dict[str, Any], dict[str, Any]]:
     """The public job JSON (``Job.public()``): the model minus internal fields, video with its URL."""
-    from videogen.models import Job
+    from videogen.models import INTERNAL_FIELDS, Job
 
     schema = Job.model_json_schema(ref_template="#/components/schemas/{model}")
     definitions = schema.pop("$defs", {})
-    for internal in ("owner", "store_lease_until", "expires_at"):
+    for internal in sorted(INTERNAL_FIELDS):
         schema["properties"].pop(internal, None)
     video = definitions.get("StoredVideo")
     if video is not None:

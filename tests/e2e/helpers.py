@@ -80,9 +80,9 @@ class E2E:
         return int(self.sim.get("/_sim/submits").json()["attempts"].get(key, 0))
 
     def objects_for(self, job_id: str) -> list[dict[str, Any]]:
-        """Every object in the bucket whose key names the job."""
+        """Every object in the bucket whose key names the job (but its poster: the probe's, derived)."""
         listing = self.aws("s3").list_objects_v2(Bucket=self.info["bucket"])
-        return [o for o in listing.get("Contents", []) if job_id in o["Key"]]
+        return [o for o in listing.get("Contents", []) if job_id in o["Key"] and not o["Key"].startswith("posters/")]
 
     def open_uploads(self) -> list[dict[str, Any]]:
         return self.aws("s3").list_multipart_uploads(Bucket=self.info["bucket"]).get("Uploads", [])

@@ -17,7 +17,13 @@ from tests.conftest import load_handler
 from tests.template import ROOT, resource, template
 from videogen.settings import Settings
 
-CLIENT_ROUTES = {("POST", "/videos"), ("GET", "/videos"), ("GET", "/videos/{id}"), ("GET", "/models")}
+CLIENT_ROUTES = {
+    ("POST", "/videos"),
+    ("GET", "/videos"),
+    ("GET", "/videos/{id}"),
+    ("GET", "/models"),
+    ("GET", "/webhooks/secret"),
+}
 CALLBACK_ROUTE = ("POST", "/callbacks/{id}")
 
 

@@ -7,6 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -79,6 +80,35 @@ class Cost(BaseModel):
     basis: str = ""
 
 
+# Webhooks (issue 11): the event names a client may ask for; succeeded and failed are always sent.
+WebhookEventName = Literal["started", "progress", "succeeded", "failed"]
+WEBHOOK_EVENTS: tuple[str, ...] = ("started", "progress", "succeeded", "failed")
+WEBHOOK_ALWAYS: tuple[str, ...] = ("succeeded", "failed")
+MAX_WEBHOOK_URL = 2048
+
+
+class WebhookState(BaseModel):
+    """The job's webhook: where events go, which ones, and how the latest delivery went."""
+
+    url: str
+    events: list[str]
+    status: Literal["pending", "delivered", "failed", "stopped"] = "pending"
+    attempts: int = 0
+    last_status: int | None = None
+    last_attempt_at: str | None = None
+
+
+class VideoProbe(BaseModel):
+    """What the probe function read from the stored MP4 (shown inside the job's ``video``)."""
+
+    duration_seconds: float | None = None
+    width: int | None = None
+    height: int | None = None
+    codec: str | None = None
+    warnings: list[str] = Field(default_factory=list)
+    poster_key: str | None = None
+
+
 class Job(BaseModel):
     """One video-generation job as stored in DynamoDB."""
 
@@ -103,23 +133,44 @@ class Job(BaseModel):
     video: StoredVideo | None = None
     cost: Cost | None = None
     metadata: dict[str, Any] | None = None
+    webhook: WebhookState | None = None
     # Internal bookkeeping, not shown to clients.
     owner: str | None = None
     store_lease_until: int | None = None
     expires_at: int | None = None
+    # Written by the probe function apart from ``video`` (the probe may run before the job is
+    # marked succeeded); merged into the public ``video`` object.
+    video_probe: VideoProbe | None = None
+    # Which event the ``webhook`` delivery fields describe, and the progress-event window.
+    webhook_event: str | None = None
+    webhook_progress_window: int | None = None
 
     @classmethod
     def new(cls, **fields: Any) -> Job:
         now = utcnow()
         return cls(id=uuid.uuid4().hex, created_at=now, updated_at=now, **fields)
 
-    def public(self, video_url: str | None = None, url_expires_at: str | None = None) -> dict[str, Any]:
+    def public(
+        self, video_url: str | None = None, url_expires_at: str | None = None, poster_url: str | None = None
+    ) -> dict[str, Any]:
         """The job JSON of the HTTP contract."""
-        body = self.model_dump(mode="json", exclude={"owner", "store_lease_until", "expires_at"})
+        body = self.model_dump(mode="json", exclude=INTERNAL_FIELDS)
         if body["video"] is not None:
             body["video"]["url"] = video_url
             body["video"]["url_expires_at"] = url_expires_at
+            probe = self.video_probe or VideoProbe()
+            body["video"].update(
+                duration_seconds=probe.duration_seconds,
+                width=probe.width,
+                height=probe.height,
+                codec=probe.codec,
+                warnings=list(probe.warnings),
+                poster_url=poster_url,
+            )
         return body
+
+
+INTERNAL_FIELDS = {"owner", "store_lease_until", "expires_at", "video_probe", "webhook_event", "webhook_progress_window"}
 
 
 class CreateVideoRequest(BaseModel):
@@ -139,6 +190,21 @@ class CreateVideoRequest(BaseModel):
     # catalog and names the limit, so this bound is only a backstop.
     image_base64: str | None = Field(default=None, min_length=1, max_length=16_000_000)
     metadata: dict[str, Any] | None = None
+    # Webhooks: syntax here; the address check (public IPs only) is videogen.webhooks'.
+    webhook_url: str | None = Field(default=None, min_length=1, max_length=MAX_WEBHOOK_URL)
+    webhook_events: list[WebhookEventName] | None = Field(default=None, max_length=4)
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _webhook_https(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError("webhook_url must be an https:// URL with a host")
+        if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+            raise ValueError("webhook_url must not carry user credentials")
+        return value
 
     @field_validator("seconds", mode="before")
     @classmethod

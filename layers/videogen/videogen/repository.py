@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from . import aws
 from .errors import NotFound
-from .models import ACTIVE, Job, JobError, JobStatus, StoredVideo, utcnow
+from .models import ACTIVE, Job, JobError, JobStatus, StoredVideo, VideoProbe, utcnow
 
 # Listings are per owner: ``by_created`` is keyed by the owner (``list_pk``) and the creation
 # time; ``by_status`` by the status and ``owner_created`` ("{owner}#{created_at}").
@@ -216,6 +216,82 @@ class JobRepository:
         except ClientError as exc:
             if not _conditional_failed(exc):
                 raise
+
+    # -- events out (webhooks, probe): fields beside the status, written in any status -----
+
+    def record_webhook_attempt(
+        self, job_id: str, *, event: str, terminal_event: bool, status: str, attempts: int, last_status: int | None
+    ) -> bool:
+        """Record a delivery attempt of ``event`` in the job's ``webhook`` object.
+
+        ``stopped`` (the receiver answered 410) is final, and once a terminal event
+        (succeeded/failed) is tracked a late started/progress delivery does not overwrite it.
+        False when the condition kept the record as it was.
+        """
+        names = {"#w": "webhook", "#st": "status", "#a": "attempts", "#ls": "last_status", "#t": "last_attempt_at"}
+        names["#e"] = "webhook_event"
+        values: dict[str, Any] = {
+            ":st": status,
+            ":a": attempts,
+            ":ls": last_status,
+            ":t": utcnow(),
+            ":e": event,
+            ":stopped": "stopped",
+        }
+        condition = "attribute_exists(#w) AND #w.#st <> :stopped"
+        if not terminal_event:
+            condition += " AND (attribute_not_exists(#e) OR NOT #e IN (:succeeded, :failed))"
+            values.update({":succeeded": "succeeded", ":failed": "failed"})
+        try:
+            self.table.update_item(
+                Key={"id": job_id},
+                UpdateExpression="SET #w.#st = :st, #w.#a = :a, #w.#ls = :ls, #w.#t = :t, #e = :e",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def claim_progress_window(self, job_id: str, second: int, event_id: str, interval: int) -> bool:
+        """Claim a progress event at unix ``second``: at most one per ``interval`` seconds per job.
+
+        A replay of the same event (same id) claims it again, so a record retried after a
+        crash is re-sent with the same id instead of lost.
+        """
+        try:
+            self.table.update_item(
+                Key={"id": job_id},
+                UpdateExpression="SET webhook_progress_window = :w, webhook_progress_event = :id",
+                ConditionExpression=(
+                    "attribute_exists(id) AND (attribute_not_exists(webhook_progress_window)"
+                    " OR webhook_progress_window <= :limit OR webhook_progress_event = :id)"
+                ),
+                ExpressionAttributeValues={":w": second, ":limit": second - interval, ":id": event_id},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
+
+    def record_probe(self, job_id: str, probe: VideoProbe) -> bool:
+        """Store what the probe read from the job's video; False when the job does not exist."""
+        try:
+            self.table.update_item(
+                Key={"id": job_id},
+                UpdateExpression="SET video_probe = :p",
+                ConditionExpression="attribute_exists(id)",
+                ExpressionAttributeValues={":p": _to_dynamo(probe.model_dump(mode="json"))},
+            )
+        except ClientError as exc:
+            if _conditional_failed(exc):
+                return False
+            raise
+        return True
 
 
 def _plain(value: Any) -> Any:

@@ -99,6 +99,24 @@ class Settings(BaseModel):
 
     secrets_max_age_seconds: int = 300
 
+    # Events out (videogen.events, videogen.webhooks, videogen.probe).
+    # EventBridge bus for "Video Job ..." events; empty: none are put.
+    event_bus_name: str = ""
+    # Webhook deliveries: the queue the notify function fills and its dead-letter queue.
+    webhook_queue_url: str = ""
+    webhook_dead_letter_queue_url: str = ""
+    # Signing keys: a secret {"active": "v1", "v1": "whsec_..."}; literal JSON for development.
+    webhook_secret: str = ""
+    webhook_keys_json: str = ""
+    # Seconds between delivery attempts (comma-separated); one more attempt than entries.
+    webhook_retry_schedule: str = "5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_seconds: float = 10.0
+    webhook_progress_interval_seconds: int = 10
+    webhook_max_response_bytes: int = 64 * 1024
+    poster_prefix: str = "posters/"
+    # The largest moov box the probe reads (it never reads the media data).
+    probe_max_moov_bytes: int = 64 * 1024 * 1024
+
     @field_validator("public_base_url")
     @classmethod
     def _callbacks_over_https(cls, value: str) -> str:

@@ -18,6 +18,7 @@ from ..context import Context
 from ..errors import InvalidRequest, NotFound
 from ..limits import fitting_count
 from ..models import Job, JobStatus
+from ..probe import poster_url
 from ..security import sign, verify
 from ..storage import presign
 
@@ -29,7 +30,7 @@ def view(ctx: Context, job: Job) -> dict[str, Any]:
     """The job JSON, with a presigned URL for a stored video."""
     if job.status == JobStatus.SUCCEEDED and job.video is not None:
         url, expires = presign(ctx.settings, job.video)
-        return job.public(url, expires)
+        return job.public(url, expires, poster_url=poster_url(ctx.settings, job))
     return job.public()
 
 

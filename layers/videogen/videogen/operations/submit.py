@@ -15,7 +15,7 @@ from typing import Any
 
 import httpx
 
-from .. import observability, secrets
+from .. import observability, secrets, webhooks
 from ..catalog import ResolvedSpec, resolve
 from ..context import Context
 from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable, ProviderUncertain, VideogenError
@@ -23,6 +23,7 @@ from ..images import CheckedImage, delete_input_image, file_name, input_image_ur
 from ..models import Cost, CreateVideoRequest, ErrorCode, Job
 from ..providers import Provider, ReferenceImage, StartRequest, rejection_code
 from ..security import make_callback_token
+from ..settings import Settings
 from ..workflow import start_workflow
 from .jobs import view
 from .store import fail_job
@@ -92,7 +93,7 @@ def submit(
             f"the {spec.route} route runs in the job workflow; STATE_MACHINE_ARN is not set", code="not_configured"
         )
     image = load_request_image(request, spec, ctx.settings, lambda url: _open_image_url(ctx, url))
-    job = _new_job(request, spec, owner)
+    job = _new_job(request, spec, owner, ctx.settings)
     if image is not None:
         job.input_image = store_input_image(ctx.settings, job.id, image.data, image.info, image.source)
     try:
@@ -115,7 +116,7 @@ def submit(
     return started or ctx.repo.get(job.id)
 
 
-def _new_job(request: CreateVideoRequest, spec: ResolvedSpec, owner: str) -> Job:
+def _new_job(request: CreateVideoRequest, spec: ResolvedSpec, owner: str, settings: Settings) -> Job:
     cost = Cost(amount=spec.cost_usd, basis=f"catalog:{spec.route}/{spec.model}") if spec.cost_usd is not None else None
     return Job.new(
         route=spec.route,
@@ -128,6 +129,8 @@ def _new_job(request: CreateVideoRequest, spec: ResolvedSpec, owner: str) -> Job
         metadata=request.metadata,
         cost=cost,
         owner=owner,
+        # webhook_url is checked here (https, public addresses only); 400 naming the field.
+        webhook=webhooks.requested_webhook(request, settings),
     )
 
 
