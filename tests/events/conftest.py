@@ -19,7 +19,7 @@ from botocore.config import Config
 from local.outbox import InvocationFailed, QueuePump, StreamPump, mapping_of
 from local.webhook_receiver import WebhookReceiver
 from tests.conftest import FakeContext, load_handler
-from videogen import service
+from videogen import context as videogen_context
 from videogen.models import Job, JobError, StoredVideo, WebhookState
 from videogen.repository import JobRepository
 from videogen.settings import Settings, get_settings
@@ -180,4 +180,4 @@ def world(aws: None, receiver: WebhookReceiver, monkeypatch: pytest.MonkeyPatch)
     yield World(settings, repo, receiver, queue, queue_arn, dlq, observer, table["LatestStreamArn"], resolver)
     load_handler("notify")._outbox = None
     load_handler("deliver")._deliverer = None
-    service.reset()
+    videogen_context.reset()

@@ -87,12 +87,12 @@ def test_succeeded_and_failed_are_always_asked_for_in_the_contract_order() -> No
 
 
 def test_webhooks_secret_route_answers_the_active_key(aws: None, monkeypatch: pytest.MonkeyPatch) -> None:
-    from videogen import service
+    from videogen import context as videogen_context
 
     key = base64.b64encode(b"s" * 32).decode()
     boto3.client("secretsmanager").create_secret(Name="videogen/webhooks", SecretString=json.dumps({"active": "v1", "v1": key}))
     monkeypatch.setenv("WEBHOOK_SECRET", "videogen/webhooks")
-    service.reset()
+    videogen_context.reset()
     event = load_event("status-get")
     event.update(rawPath="/webhooks/secret", routeKey="GET /webhooks/secret", pathParameters=None)
     event["requestContext"]["http"]["path"] = "/webhooks/secret"

@@ -18,8 +18,9 @@ from local import template as cfn
 from local.outbox import rule_pattern
 from local.simulator import SAMPLE_MP4
 from tests.conftest import invoke, load_event
-from videogen import service
+from videogen import context as videogen_context
 from videogen.models import Job, StoredVideo
+from videogen.operations.jobs import get_job
 from videogen.probe import ProbeError, RangeReader, parse_moov, poster_jpeg, probe_object, read_moov
 from videogen.repository import JobRepository
 from videogen.settings import get_settings
@@ -131,7 +132,7 @@ def test_the_probe_handler_on_the_sample_event_records_figures_the_job_json_show
 
     # Then the job JSON shows the figures and a presigned poster URL
     assert answer["job_id"] == job_id and answer["ranged_gets"] >= 2
-    view = service.get_pipeline().get(job_id)["video"]
+    view = get_job(videogen_context.get_context(), job_id, owner="anonymous")["video"]
     assert (view["duration_seconds"], view["width"], view["height"], view["codec"], view["warnings"]) == (
         3.0,
         320,

@@ -34,6 +34,36 @@ SECRET_SUFFIX = "AbCdEf"
 # Managed policies the SAM translator attaches (basic execution and X-Ray), with their
 # documented contents; a role naming any other managed policy fails the check until added.
 MANAGED_POLICIES: dict[str, list[dict[str, Any]]] = {
+    # Added by SAM for a DynamoDB stream / SQS event source (AWS's published policy contents).
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaDynamoDBExecutionRole": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "dynamodb:DescribeStream",
+                "dynamodb:GetRecords",
+                "dynamodb:GetShardIterator",
+                "dynamodb:ListStreams",
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ],
+            "Resource": "*",
+        }
+    ],
+    "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "sqs:ReceiveMessage",
+                "sqs:DeleteMessage",
+                "sqs:GetQueueAttributes",
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ],
+            "Resource": "*",
+        }
+    ],
     "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole": [
         {"Effect": "Allow", "Action": ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents"], "Resource": "*"}
     ],
@@ -108,7 +138,10 @@ def queue_arn(queue_url: str) -> str:
     parts = urlsplit(queue_url)
     host = parts.hostname or ""
     region = host.split(".")[1] if host.startswith("sqs.") else "us-east-1"
-    account, name = parts.path.strip("/").split("/")[-2:]
+    path = parts.path.strip("/").split("/")
+    if len(path) < 2:  # a bare queue name (no URL seen for it in this run)
+        return f"arn:{PARTITION}:sqs:{region}:{ACCOUNT}:{queue_url.rsplit('/', 1)[-1]}"
+    account, name = path[-2:]
     return f"arn:{PARTITION}:sqs:{region}:{account}:{name}"
 
 
