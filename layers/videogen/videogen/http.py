@@ -69,6 +69,17 @@ def request_timeout(settings: Settings, deadline: float | None) -> httpx.Timeout
     return httpx.Timeout(connect=connect, read=read, write=read, pool=connect)
 
 
+def _refuse_a_long_wait(hint: float | None, settings: Settings, what: str, last: str, attempts: int) -> None:
+    """A ``Retry-After`` past the backoff cap is not cut short here: give up at once with the
+    hint, for a caller that can wait (the workflow)."""
+    if hint is not None and hint > settings.retry_max_delay_seconds:
+        raise ProviderUnavailable(
+            f"{what} unavailable ({last}); it asks to retry after {hint:.0f} s",
+            attempts=attempts,
+            retry_after_seconds=round(hint, 3),
+        )
+
+
 def _time_for_another(deadline: float | None, delay: float, clock: Callable[[], float]) -> bool:
     return deadline is None or clock() + delay + MIN_ATTEMPT_SECONDS <= deadline
 
@@ -106,12 +117,7 @@ def send_with_retries(
                 return response
             hint = retry_after_seconds(response)
             last = f"HTTP {response.status_code}"
-            if hint is not None and hint > settings.retry_max_delay_seconds:
-                raise ProviderUnavailable(
-                    f"{what} unavailable ({last}); it asks to retry after {hint:.0f} s",
-                    attempts=attempt + 1,
-                    retry_after_seconds=round(hint, 3),
-                )
+            _refuse_a_long_wait(hint, settings, what, last, attempt + 1)
         if attempt + 1 < attempts:
             delay = backoff_delay(attempt, settings, hint)
             if not _time_for_another(deadline, delay, clock):
@@ -164,12 +170,7 @@ def send_once(
             if not refused:
                 return response
             last = f"HTTP {response.status_code}"
-            if hint is not None and hint > settings.retry_max_delay_seconds:
-                raise ProviderUnavailable(
-                    f"{what} unavailable ({last}); it asks to retry after {hint:.0f} s",
-                    attempts=attempt + 1,
-                    retry_after_seconds=round(hint, 3),
-                )
+            _refuse_a_long_wait(hint, settings, what, last, attempt + 1)
         if attempt + 1 < attempts:
             delay = backoff_delay(attempt, settings, hint)
             if not _time_for_another(deadline, delay, clock):

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol, runtime_chec
 import httpx
 from pydantic import BaseModel
 
+from ..errors import InvalidRequest
 from ..models import ErrorCode, JobError, Route
 from ..settings import Settings
 
@@ -116,6 +117,13 @@ def refusal_error(message: str) -> JobError:
     """A provider's failure text as a job error: refusals (faces, moderation) are named so."""
     code = ErrorCode.CONTENT_VIOLATION.value if REFUSAL.search(message) else ErrorCode.PROVIDER_ERROR.value
     return job_error(code, message)
+
+
+def provider_job_id(job: Job) -> str:
+    """The job's id at its provider; a job without one (never started) cannot be asked about."""
+    if not job.provider_job_id:
+        raise InvalidRequest("job has no provider job id yet", field="job_id")
+    return job.provider_job_id
 
 
 @dataclass(frozen=True)

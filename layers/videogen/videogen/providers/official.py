@@ -16,7 +16,18 @@ from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
 from ..http import request_timeout, send_once, send_with_retries
 from ..models import ErrorCode, JobError
 from ..settings import Settings
-from . import CallbackReport, ImageInput, Outcome, Phase, ProviderClient, ReferenceImage, ResultSource, StartRequest, job_error
+from . import (
+    CallbackReport,
+    ImageInput,
+    Outcome,
+    Phase,
+    ProviderClient,
+    ReferenceImage,
+    ResultSource,
+    StartRequest,
+    job_error,
+    provider_job_id,
+)
 
 if TYPE_CHECKING:
     from ..models import Job, Route
@@ -217,7 +228,7 @@ class OfficialProvider:
         )
 
     def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
-        return self.api.retrieve(_provider_id(job), deadline=deadline)
+        return self.api.retrieve(provider_job_id(job), deadline=deadline)
 
     def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
         """After an uncertain create: the one video this request made, if the list shows it.
@@ -243,16 +254,10 @@ class OfficialProvider:
 
     def result_source(self, job: Job, result_url: str | None) -> ResultSource:
         # Always our own content URL: a URL from elsewhere never gets the API key.
-        return ResultSource(self.api.content_url(_provider_id(job)), dict(self.api.headers))
+        return ResultSource(self.api.content_url(provider_job_id(job)), dict(self.api.headers))
 
     def first_wait_seconds(self, expected_seconds: int) -> int:
         return min(expected_seconds, self.settings.official_first_wait_seconds)
 
     def read_callback(self, body: Any) -> CallbackReport:
         raise InvalidRequest("this job does not take callbacks", field="job_id")
-
-
-def _provider_id(job: Job) -> str:
-    if not job.provider_job_id:
-        raise InvalidRequest("job has no provider video id", field="job_id")
-    return job.provider_job_id

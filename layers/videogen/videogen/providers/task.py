@@ -15,7 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
 from ..http import request_timeout, send_once, send_with_retries
 from ..settings import Settings
-from . import CallbackReport, ImageInput, Outcome, ProviderClient, ResultSource, StartRequest, error_message, job_error
+from . import (
+    CallbackReport,
+    ImageInput,
+    Outcome,
+    ProviderClient,
+    ResultSource,
+    StartRequest,
+    error_message,
+    job_error,
+    provider_job_id,
+)
 
 if TYPE_CHECKING:
     from ..models import Job, Route
@@ -184,7 +194,7 @@ class TaskProvider:
         )
 
     def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
-        return outcome_of(self.api.status(job.model, _provider_id(job), deadline=deadline))
+        return outcome_of(self.api.status(job.model, provider_job_id(job), deadline=deadline))
 
     def result_source(self, job: Job, result_url: str | None) -> ResultSource:
         if not result_url:
@@ -201,9 +211,3 @@ class TaskProvider:
     def read_callback(self, body: Any) -> CallbackReport:
         task = parse_task_payload(body)
         return CallbackReport(provider_job_id=task.task_id, outcome=outcome_of(task))
-
-
-def _provider_id(job: Job) -> str:
-    if not job.provider_job_id:
-        raise InvalidRequest("job has no provider id to poll", field="job_id")
-    return job.provider_job_id
