@@ -26,12 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.bridge import InvocationError, error_payload, function_name
 from local.template import ROOT, FunctionDef
 
 LAYER_DIR = ROOT / "layers" / "videogen"
@@ -102,7 +102,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: FunctionCo
         spec.loader.exec_module(module)
         handler = getattr(module, function_name)
     except BaseException as exc:  # noqa: BLE001 - an init error is reported like Lambda's Runtime.ImportModuleError
-        conn.send(("init_error", _error_payload(exc, "Runtime.ImportModuleError")))
+        conn.send(("init_error", error_payload(exc, "Runtime.ImportModuleError")))
         return
     conn.send(("ready", None))
     while True:
@@ -118,18 +118,9 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: FunctionCo
             result = handler(event, context)
             payload = json.dumps(result)
         except BaseException as exc:  # noqa: BLE001 - a handler error becomes Lambda's error payload
-            conn.send(("error", _error_payload(exc)))
+            conn.send(("error", error_payload(exc)))
             continue
         conn.send(("ok", payload))
-
-
-def _error_payload(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
-    return {
-        "errorMessage": str(exc),
-        "errorType": error_type or type(exc).__name__,
-        "requestId": "",
-        "stackTrace": traceback.format_tb(exc.__traceback__)[-10:],
-    }
 
 
 # Third-party modules every handler imports; the zygote imports them once, before any
@@ -260,14 +251,6 @@ class Worker:
         self.conn.close()
 
 
-class InvocationError(Exception):
-    """The function failed: ``payload`` is Lambda's error object (errorType, errorMessage...)."""
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        super().__init__(payload.get("errorMessage", "function error"))
-        self.payload = payload
-
-
 class FunctionPool:
     """The warm workers of one function."""
 
@@ -360,9 +343,7 @@ class Runtime:
                 self._by_name[key] = pool
 
     def find(self, name: str) -> FunctionPool | None:
-        name = name.split(":function:", 1)[-1] if ":function:" in name else name
-        name = name.split(":", 1)[0]  # drop a version or alias qualifier
-        return self._by_name.get(name)
+        return self._by_name.get(function_name(name))
 
     def warm(self) -> None:
         """Start one worker per function, in parallel (a cold start each, done up front)."""

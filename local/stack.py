@@ -33,7 +33,8 @@ from typing import Any, NoReturn
 
 from local import simulator
 from local import template as cfn
-from local.aws import ACCOUNT, CREDENTIALS, REGION, LambdaBridge, LocalAws
+from local.aws import ACCOUNT, CREDENTIALS, REGION, LocalAws
+from local.bridge import Invoke, LambdaBridge
 from local.gateway import GatewayServer
 from local.lambdas import FunctionConfig, Runtime
 from local.tls import LocalTls, make_local_tls
@@ -168,13 +169,18 @@ class Stack:
         os.environ["MOTO_PORT"] = str(self.aws.port)
         self._create_resources()
         self.runtime = Runtime(self.functions)
-        self.bridge = LambdaBridge(self.runtime)
+        self.bridge = LambdaBridge(self._function)
         self.bridge.install()
         self.runtime.warm()
         self.gateway.attach(self.runtime, self.functions)
         self.gateway.start()
         self.serving = True
         return self
+
+    def _function(self, name: str) -> Invoke | None:
+        """What the Lambda bridge runs for a function name or ARN: its worker pool."""
+        pool = self.runtime.find(name) if self.runtime else None
+        return pool.invoke if pool else None
 
     def _create_resources(self) -> None:
         assert self.aws and self.sim and self.gateway

@@ -18,8 +18,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from local.tls import LocalCA
 from tests.conftest import mp4_bytes
-from tests.security.servers import CertificateAuthority, DialLoopback, LoopbackServer, NoNetwork, Resolver, Seen, drip
+from tests.security.servers import DialLoopback, LoopbackServer, NoNetwork, Resolver, Seen, drip
 from videogen.errors import DeadlineExceeded, TransferFailed
 from videogen.safe_http import (
     DownloadPolicy,
@@ -231,8 +232,8 @@ def test_a_name_that_does_not_resolve_is_a_retryable_transfer_failure(aws):
 
 
 @pytest.fixture
-def ca(tmp_path) -> CertificateAuthority:
-    return CertificateAuthority(tmp_path)
+def ca(tmp_path) -> LocalCA:
+    return LocalCA(tmp_path)
 
 
 def video_route(body: bytes, **headers: str):
