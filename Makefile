@@ -1,7 +1,8 @@
 # videogen: development tasks. A fresh machine needs only Python 3.11 and make:
 # `make test` creates .venv from requirements-dev.txt on first use (and again when a
 # requirements file changes); `make validate` / `make build` create .venv-sam with the
-# pinned SAM CLI the same way.
+# pinned SAM CLI the same way. The virtualenvs are made with uv when it can be had (on the
+# PATH, or pip-installed once into .venv-uv), else with pip; USE_UV=0 forces pip.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -12,9 +13,13 @@ VENV := .venv
 SAM_VENV := .venv-sam
 SAM_CLI_VERSION := 1.170.0
 
+UV_VENV := .venv-uv
+UV_VERSION := 0.13.8
+USE_UV ?= 1
+
 VENV_STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)
-PIP_FLAGS := --disable-pip-version-check --no-input --quiet
+PIP_FLAGS := --disable-pip-version-check --no-input --progress-bar off
 
 # SAM works offline but needs a region; no telemetry from development machines or CI.
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -31,18 +36,41 @@ define check_python
 		|| { echo "$(PYTHON) is not Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 endef
 
-$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt
+# $(call make_venv,DIR,WHAT,pip install arguments): create DIR if needed and install into it,
+# saying what it does. uv: the one on the PATH, else .venv-uv/bin/uv (made once with pip);
+# if neither can be had, pip (its own progress lines, no --quiet). The venv gets pip too
+# (uv's --seed), so `DIR/bin/pip install` keeps working.
+define make_venv
 	$(check_python)
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-dev.txt
-	touch $@
+	@set -e; uv=""; \
+	if [ "$(USE_UV)" != 0 ]; then \
+	    uv="$$(command -v uv || true)"; \
+	    if [ -z "$$uv" ] && [ ! -x $(UV_VENV)/bin/uv ]; then \
+	        echo "make: installing uv $(UV_VERSION) into $(UV_VENV) with pip (once; USE_UV=0 skips it)"; \
+	        { $(PYTHON) -m venv $(UV_VENV) && $(UV_VENV)/bin/python -m pip install $(PIP_FLAGS) --quiet uv==$(UV_VERSION); } \
+	            || { echo "make: could not install uv; using pip"; rm -rf $(UV_VENV); }; \
+	    fi; \
+	    if [ -z "$$uv" ] && [ -x $(UV_VENV)/bin/uv ]; then uv=$(UV_VENV)/bin/uv; fi; \
+	fi; \
+	if [ -n "$$uv" ]; then \
+	    echo "make: installing $(2) into $(1) with $$uv"; \
+	    test -x $(1)/bin/python || "$$uv" venv --quiet --seed --python $(PYTHON) $(1); \
+	    "$$uv" pip install --python $(1)/bin/python $(3); \
+	else \
+	    echo "make: installing $(2) into $(1) with pip (a minute or two)"; \
+	    test -x $(1)/bin/python || $(PYTHON) -m venv $(1); \
+	    $(1)/bin/python -m pip install $(PIP_FLAGS) $(3); \
+	fi
+endef
+
+$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt
+	$(call make_venv,$(VENV),the development dependencies,-r requirements-dev.txt)
+	@touch $@
 
 $(SAM_STAMP):
-	$(check_python)
-	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) aws-sam-cli==$(SAM_CLI_VERSION)
-	rm -f $(SAM_VENV)/.installed-*
-	touch $@
+	$(call make_venv,$(SAM_VENV),the SAM CLI $(SAM_CLI_VERSION),aws-sam-cli==$(SAM_CLI_VERSION))
+	@rm -f $(SAM_VENV)/.installed-*
+	@touch $@
 
 install: $(VENV_STAMP) ## Create .venv with the development dependencies
 
