@@ -79,8 +79,12 @@ lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer packag
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-test: lint ## lint, then the whole test suite
-	$(VENV)/bin/pytest
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); the e2e tests share
+# one worker, so one local stack serves them (tests/e2e/conftest.py).
+TEST_WORKERS ?= auto
+
+test: lint ## lint, then the whole test suite (in parallel: TEST_WORKERS, default one per core)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint) on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml

@@ -55,7 +55,7 @@ FAULTS = (
     "rate_limited",  # the first N submits answer 429 with Retry-After (N defaults to 2)
     "server_error",  # the first N submits answer 5xx (N defaults to 2)
     "truncated_download",  # the result announces its full length but the connection closes half-way
-    "slow_download",  # the result trickles out over ``slow_download_seconds``
+    "slow_download",  # half the result, then nothing until the job's callback was answered (or slow_download_seconds)
     "expired_url",  # the result URL has already expired (official: the video reports ``expired``)
     "not_mp4",  # the result URL serves an HTML page instead of an MP4
 )
@@ -172,6 +172,12 @@ class Simulator:
         self.url_key = secrets.token_bytes(32)
         self.stopping = threading.Event()
         self.mp4_size = SAMPLE_MP4.stat().st_size
+        self.callback_answered: dict[str, threading.Event] = {}
+
+    def answered(self, job: SimJob) -> threading.Event:
+        """Set once a callback of ``job`` got a 2xx answer."""
+        with self.lock:
+            return self.callback_answered.setdefault(job.id, threading.Event())
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -323,6 +329,7 @@ class Simulator:
             with self.lock:
                 job.callbacks.append(attempt)
             if attempt.status is not None and 200 <= attempt.status < 300:
+                self.answered(job).set()
                 return
 
     # -- official ---------------------------------------------------------------------------
@@ -621,20 +628,30 @@ class SimulatorApp:
 
     def video_bytes(self, job: SimJob, size: int) -> Iterator[bytes]:
         limit = size // 2 if job.has("truncated_download") else size
-        pause = self.sim.config.slow_download_seconds / max(1, size // CHUNK + 1) if job.has("slow_download") else 0.0
         sent = 0
         with SAMPLE_MP4.open("rb") as video:
             while sent < limit:
                 data = video.read(min(CHUNK, limit - sent))
                 if not data:
                     break
-                if pause and self.sim.stopping.wait(pause):
+                if job.has("slow_download") and sent < size // 2 <= sent + len(data) and not self.stall(job):
                     return
                 yield data
                 sent += len(data)
         if sent == size:
             with self.sim.lock:
                 job.completed_downloads += 1
+
+    def stall(self, job: SimJob) -> bool:
+        """``slow_download``, half-way: wait until the job's callback was answered (so the callback
+        can never finish this transfer itself: it must hand it over), at most
+        ``slow_download_seconds``; without a callback, that long. False when the simulator stops."""
+        end = time.monotonic() + self.sim.config.slow_download_seconds
+        answered = self.sim.answered(job) if job.callback_url and not job.has("callback_lost") else None
+        while time.monotonic() < end and not (answered and answered.is_set()):
+            if self.sim.stopping.wait(0.05):
+                return False
+        return True
 
     # -- control ----------------------------------------------------------------------------
 
