@@ -197,12 +197,20 @@ class Zygote:
         )
         child.close()
         self.lock = threading.Lock()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the zygote has preloaded (it starts at once and imports in parallel with us)."""
+        if self.ready:
+            return
         if not self.conn.poll(120) or self.conn.recv() != "ready":
             self.close()
             raise RuntimeError("the worker zygote did not start")
+        self.ready = True
 
     def fork(self, config: FunctionConfig, child: multiprocessing.connection.Connection) -> int:
         with self.lock:
+            self.wait_ready()
             self.conn.send(config)
             multiprocessing.reduction.send_handle(self.conn, child.fileno(), self.process.pid)
             return int(self.conn.recv())
@@ -333,8 +341,8 @@ class FunctionPool:
 class Runtime:
     """All the stack's functions, found by logical id, name or ARN."""
 
-    def __init__(self, configs: list[FunctionConfig]) -> None:
-        self.zygote = Zygote()
+    def __init__(self, configs: list[FunctionConfig], zygote: Zygote | None = None) -> None:
+        self.zygote = zygote or Zygote()
         self.pools = {c.logical_id: FunctionPool(c, self.zygote) for c in configs}
         self._by_name: dict[str, FunctionPool] = {}
         for config in configs:

@@ -36,7 +36,7 @@ from local import template as cfn
 from local.aws import ACCOUNT, CREDENTIALS, REGION, LocalAws
 from local.bridge import Invoke, LambdaBridge
 from local.gateway import GatewayServer
-from local.lambdas import FunctionConfig, Runtime
+from local.lambdas import FunctionConfig, Runtime, Zygote
 from local.tls import LocalTls, make_local_tls
 
 STACK = "videogen-local"
@@ -80,9 +80,10 @@ PROFILES: dict[str, Profile] = {
             "SUBMIT_GRACE_SECONDS": "20",
         },
     ),
-    # `make demo`: a few seconds of generation so the progress is visible.
+    # `make demo`: a few seconds of generation so the progress is visible (and the first
+    # `make demo` on a fresh clone, install included, stays near half a minute).
     "demo": Profile(
-        generation_seconds=8.0,
+        generation_seconds=4.0,
         callback_retry_delays=(2.0, 4.0, 8.0),
         slow_download_seconds=4.0,
         early_callback_lead_seconds=2.0,
@@ -142,6 +143,7 @@ class Stack:
         self.gateway: GatewayServer | None = None
         self.aws: LocalAws | None = None
         self.runtime: Runtime | None = None
+        self.zygote: Zygote | None = None
         self.bridge: LambdaBridge | None = None
         self.functions: list[FunctionConfig] = []
         self.names: dict[str, Any] = {}
@@ -153,6 +155,8 @@ class Stack:
     def start(self) -> Stack:
         gateway_port, simulator_port, moto_port = self.ports
         profile = self.profile
+        # The workers' zygote preloads its libraries in its own process while the rest starts.
+        self.zygote = zygote = Zygote()
         self.tls_dir = Path(tempfile.mkdtemp(prefix="videogen-local-tls-"))
         self.tls = make_local_tls(self.tls_dir)
         self.sim = simulator.start(
@@ -171,7 +175,7 @@ class Stack:
         # moto's Step Functions engine calls Lambda at localhost:$MOTO_PORT.
         os.environ["MOTO_PORT"] = str(self.aws.port)
         self._create_resources()
-        self.runtime = Runtime(self.functions)
+        self.runtime = Runtime(self.functions, zygote)
         self.bridge = LambdaBridge(self._function)
         self.bridge.install()
         self.runtime.warm()
@@ -291,6 +295,8 @@ class Stack:
             self.gateway.server_close()
         if self.runtime:
             self.runtime.close()
+        elif self.zygote:
+            self.zygote.close()
         if self.bridge:
             self.bridge.uninstall()
         if self.aws:
