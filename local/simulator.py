@@ -11,7 +11,9 @@
   like seed 001 (role chunk, prompt block, queue line, progress lines, a final markdown link
   to an ``.mp4``, a ``stop`` chunk with usage, ``data: [DONE]``) or answered whole.
 
-Every result is the real MP4 in ``local/assets/sample.mp4``, streamed from disk.
+Every result is the real MP4 in ``local/assets/sample.mp4``, streamed from disk. The HTTP side is
+a Werkzeug WSGI application (``Map``/``Rule`` routing, ``Request.form``/``files`` for multipart,
+streamed ``Response`` bodies that Werkzeug's server sends chunked) on Werkzeug's threaded server.
 
 Faults are chosen per job by markers in the prompt, ``[fault:NAME]`` (several allowed;
 ``[fault:rate_limited=5]`` sets a count), or armed for the next jobs through
