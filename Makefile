@@ -1,7 +1,8 @@
 # videogen: development tasks. A fresh machine needs only Python 3.11 and make:
 # `make test` creates .venv from requirements-dev.txt on first use (and again when a
 # requirements file changes); `make validate` / `make build` create .venv-sam with the
-# pinned SAM CLI the same way.
+# pinned SAM CLI the same way. The virtualenvs are made with uv when it can be had (on the
+# PATH, or pip-installed once into .venv-uv), else with pip; USE_UV=0 forces pip.
 
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
@@ -15,9 +16,13 @@ SAM_CLI_VERSION := 1.170.0
 # installed beside the SAM CLI's own cfn-lint.
 CFN_LINT_SERVERLESS_VERSION := 0.3.6
 
+UV_VENV := .venv-uv
+UV_VERSION := 0.13.8
+USE_UV ?= 1
+
 VENV_STAMP := $(VENV)/.installed
 SAM_STAMP := $(SAM_VENV)/.installed-$(SAM_CLI_VERSION)-$(CFN_LINT_SERVERLESS_VERSION)
-PIP_FLAGS := --disable-pip-version-check --no-input --quiet
+PIP_FLAGS := --disable-pip-version-check --no-input --progress-bar off
 
 # SAM works offline but needs a region; no telemetry from development machines or CI.
 export AWS_DEFAULT_REGION ?= us-east-1
@@ -34,20 +39,41 @@ define check_python
 		|| { echo "$(PYTHON) is not Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 endef
 
-$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt client/pyproject.toml functions/probe/requirements.txt
+# $(call make_venv,DIR,WHAT,pip install arguments): create DIR if needed and install into it,
+# saying what it does. uv: the one on the PATH, else .venv-uv/bin/uv (made once with pip);
+# if neither can be had, pip (its own progress lines, no --quiet). The venv gets pip too
+# (uv's --seed), so `DIR/bin/pip install` keeps working.
+define make_venv
 	$(check_python)
-	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-dev.txt
-	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -e client/
-	touch $@
+	@set -e; uv=""; \
+	if [ "$(USE_UV)" != 0 ]; then \
+	    uv="$$(command -v uv || true)"; \
+	    if [ -z "$$uv" ] && [ ! -x $(UV_VENV)/bin/uv ]; then \
+	        echo "make: installing uv $(UV_VERSION) into $(UV_VENV) with pip (once; USE_UV=0 skips it)"; \
+	        { $(PYTHON) -m venv $(UV_VENV) && $(UV_VENV)/bin/python -m pip install $(PIP_FLAGS) --quiet uv==$(UV_VERSION); } \
+	            || { echo "make: could not install uv; using pip"; rm -rf $(UV_VENV); }; \
+	    fi; \
+	    if [ -z "$$uv" ] && [ -x $(UV_VENV)/bin/uv ]; then uv=$(UV_VENV)/bin/uv; fi; \
+	fi; \
+	if [ -n "$$uv" ]; then \
+	    echo "make: installing $(2) into $(1) with $$uv"; \
+	    test -x $(1)/bin/python || "$$uv" venv --quiet --seed --python $(PYTHON) $(1); \
+	    "$$uv" pip install --python $(1)/bin/python $(3); \
+	else \
+	    echo "make: installing $(2) into $(1) with pip (a minute or two)"; \
+	    test -x $(1)/bin/python || $(PYTHON) -m venv $(1); \
+	    $(1)/bin/python -m pip install $(PIP_FLAGS) $(3); \
+	fi
+endef
+
+$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt client/pyproject.toml functions/probe/requirements.txt
+	$(call make_venv,$(VENV),the development dependencies and the videogen client,-r requirements-dev.txt -e client/)
+	@touch $@
 
 $(SAM_STAMP):
-	$(check_python)
-	test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
-	$(SAM_VENV)/bin/python -m pip install $(PIP_FLAGS) aws-sam-cli==$(SAM_CLI_VERSION) \
-		cfn-lint-serverless==$(CFN_LINT_SERVERLESS_VERSION)
-	rm -f $(SAM_VENV)/.installed-*
-	touch $@
+	$(call make_venv,$(SAM_VENV),the SAM CLI $(SAM_CLI_VERSION) and cfn-lint-serverless,aws-sam-cli==$(SAM_CLI_VERSION) cfn-lint-serverless==$(CFN_LINT_SERVERLESS_VERSION))
+	@rm -f $(SAM_VENV)/.installed-*
+	@touch $@
 
 install: $(VENV_STAMP) ## Create .venv with the development dependencies and the videogen client
 
@@ -56,9 +82,13 @@ lint: $(VENV_STAMP) ## ruff (lint and format check) and mypy on the layer packag
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
-# The permission tests translate template.yaml with the SAM CLI's own translator (.venv-sam).
-test: lint $(SAM_STAMP) ## lint, then the whole test suite
-	$(VENV)/bin/pytest
+# pytest-xdist: one worker per core (TEST_WORKERS=0 runs in this process); the e2e tests share
+# one worker, so one local stack serves them (tests/e2e/conftest.py). The permission tests
+# translate template.yaml with the SAM CLI's own translator (.venv-sam).
+TEST_WORKERS ?= auto
+
+test: lint $(SAM_STAMP) ## lint, then the whole test suite (in parallel: TEST_WORKERS, default one per core)
+	$(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint), then the cfn-lint-serverless rules, on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml

@@ -4,12 +4,10 @@
   Lambda without Docker (``/moto-api/config``); ``MOTO_PORT`` is set to its port, because
   moto's Step Functions engine calls Lambda at ``localhost:$MOTO_PORT``.
 * Lambda invocations (the workflow's Lambda tasks) are routed to the real handlers by
-  replacing ``moto.awslambda_simple.models.LambdaSimpleBackend.invoke`` (a private moto API:
-  moto is pinned in requirements-dev.txt), with Lambda's error protocol
-  (``X-Amz-Function-Error`` and an ``errorType`` payload) so the ASL's Retry/Catch see the
-  handler's exception name.
-* DynamoDB requests are served one at a time: moto's condition checks are not atomic under
-  threads, DynamoDB's single-item writes are, and the pipeline's exactly-once rules rest on that.
+  ``local.bridge`` (the stack installs it), with Lambda's error protocol.
+* DynamoDB requests are served one at a time (``local.dynamodb``, held while the server
+  runs): moto's condition checks are not atomic under threads, DynamoDB's single-item writes
+  are, and the pipeline's exactly-once rules rest on that.
 * Tables, bucket, secrets and the state machine come from template.yaml's own definitions.
 """
 
@@ -19,104 +17,35 @@ import json
 import logging
 import secrets
 import string
-import threading
-from collections.abc import Callable, Iterable
+from contextlib import ExitStack
 from typing import Any
 
 import boto3
 import httpx
 from botocore.config import Config
-from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.moto_server.threaded_moto_server import ThreadedMotoServer
-from moto.moto_server.werkzeug_app import DomainDispatcherApplication, MotoRequestHandler, create_backend_app
-from werkzeug.serving import make_server
 
 from local import template as cfn
-from local.lambdas import InvocationError, Runtime
+from local.bridge import MOTO_CONFIG
+from local.dynamodb import atomic_dynamodb_requests
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": REGION}
-MOTO_CONFIG = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-
-
-class _SerializedDynamoDB:
-    """WSGI middleware: one DynamoDB request at a time (single-item writes are atomic in AWS)."""
-
-    def __init__(self, app: Callable[..., Any]) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-
-    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if str(environ.get("HTTP_X_AMZ_TARGET", "")).startswith("DynamoDB_"):
-            with self.lock:
-                return list(self.app(environ, start_response))
-        return self.app(environ, start_response)
-
-
-class LoopbackMotoServer(ThreadedMotoServer):
-    """ThreadedMotoServer with the DynamoDB middleware, on an OS-chosen port by default."""
-
-    def _server_entry(self) -> None:
-        app = _SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
-        self._server = make_server(self._ip_address, self._port, app, True, request_handler=MotoRequestHandler)
-        self._server_ready_event.set()
-        self._server.serve_forever()
-
-
-class LambdaBridge:
-    """Replaces moto's do-nothing Lambda invoke with the real handlers (see module doc)."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.original = LambdaSimpleBackend.invoke
-
-    def install(self) -> None:
-        bridge = self
-
-        def invoke(
-            backend: LambdaSimpleBackend,
-            function_name: str,
-            qualifier: str | None,
-            body: Any,
-            headers: Any,
-            response_headers: Any,
-        ) -> bytes | None:
-            return bridge.invoke(function_name, body, response_headers)
-
-        LambdaSimpleBackend.invoke = invoke  # type: ignore[method-assign]
-
-    def uninstall(self) -> None:
-        LambdaSimpleBackend.invoke = self.original  # type: ignore[method-assign]
-
-    def invoke(self, function_name: str, body: Any, response_headers: dict[str, str]) -> bytes | None:
-        pool = self.runtime.find(function_name)
-        if pool is None:
-            return None  # moto answers 404 (ResourceNotFound)
-        raw = body.decode() if isinstance(body, bytes) else (body or "{}")
-        try:
-            event = json.loads(raw) if raw else {}
-        except ValueError:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps({"errorType": "Runtime.UnmarshalError", "errorMessage": "payload is not JSON"}).encode()
-        try:
-            result = pool.invoke(event)
-        except InvocationError as exc:
-            response_headers["x-amz-function-error"] = "Unhandled"
-            return json.dumps(exc.payload).encode()
-        return json.dumps(result).encode()
 
 
 class LocalAws:
     """The moto server and the template's resources in it."""
 
     def __init__(self, port: int = 0) -> None:
-        self.server = LoopbackMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
         self.endpoint = ""
         self.port = 0
+        self.hooks = ExitStack()
 
     def start(self) -> None:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no access line per AWS call
+        self.hooks.enter_context(atomic_dynamodb_requests())
         self.server.start()
         host, self.port = self.server.get_host_and_port()
         self.endpoint = f"http://{host}:{self.port}"
@@ -125,6 +54,7 @@ class LocalAws:
 
     def stop(self) -> None:
         self.server.stop()
+        self.hooks.close()
 
     def client(self, service: str) -> Any:
         return boto3.client(

@@ -26,12 +26,12 @@ import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from local.bridge import InvocationError, error_payload, function_name
 from local.template import ROOT, FunctionDef
 
 LAYER_DIR = ROOT / "layers" / "videogen"
@@ -106,7 +106,7 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: FunctionCo
         spec.loader.exec_module(module)
         handler = getattr(module, function_name)
     except BaseException as exc:  # noqa: BLE001 - an init error is reported like Lambda's Runtime.ImportModuleError
-        conn.send(("init_error", _error_payload(exc, "Runtime.ImportModuleError")))
+        conn.send(("init_error", error_payload(exc, "Runtime.ImportModuleError")))
         return
     conn.send(("ready", None))
     while True:
@@ -122,18 +122,9 @@ def _worker_main(conn: multiprocessing.connection.Connection, config: FunctionCo
             result = handler(event, context)
             payload = json.dumps(result)
         except BaseException as exc:  # noqa: BLE001 - a handler error becomes Lambda's error payload
-            conn.send(("error", _error_payload(exc)))
+            conn.send(("error", error_payload(exc)))
             continue
         conn.send(("ok", payload))
-
-
-def _error_payload(exc: BaseException, error_type: str | None = None) -> dict[str, Any]:
-    return {
-        "errorMessage": str(exc),
-        "errorType": error_type or type(exc).__name__,
-        "requestId": "",
-        "stackTrace": traceback.format_tb(exc.__traceback__)[-10:],
-    }
 
 
 # Third-party modules every handler imports; the zygote imports them once, before any
@@ -210,12 +201,20 @@ class Zygote:
         )
         child.close()
         self.lock = threading.Lock()
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the zygote has preloaded (it starts at once and imports in parallel with us)."""
+        if self.ready:
+            return
         if not self.conn.poll(120) or self.conn.recv() != "ready":
             self.close()
             raise RuntimeError("the worker zygote did not start")
+        self.ready = True
 
     def fork(self, config: FunctionConfig, child: multiprocessing.connection.Connection) -> int:
         with self.lock:
+            self.wait_ready()
             self.conn.send(config)
             multiprocessing.reduction.send_handle(self.conn, child.fileno(), self.process.pid)
             return int(self.conn.recv())
@@ -262,14 +261,6 @@ class Worker:
         with contextlib.suppress(OSError):
             self.conn.send(None)
         self.conn.close()
-
-
-class InvocationError(Exception):
-    """The function failed: ``payload`` is Lambda's error object (errorType, errorMessage...)."""
-
-    def __init__(self, payload: dict[str, Any]) -> None:
-        super().__init__(payload.get("errorMessage", "function error"))
-        self.payload = payload
 
 
 class FunctionPool:
@@ -354,8 +345,8 @@ class FunctionPool:
 class Runtime:
     """All the stack's functions, found by logical id, name or ARN."""
 
-    def __init__(self, configs: list[FunctionConfig]) -> None:
-        self.zygote = Zygote()
+    def __init__(self, configs: list[FunctionConfig], zygote: Zygote | None = None) -> None:
+        self.zygote = zygote or Zygote()
         self.pools = {c.logical_id: FunctionPool(c, self.zygote) for c in configs}
         self._by_name: dict[str, FunctionPool] = {}
         for config in configs:
@@ -364,9 +355,7 @@ class Runtime:
                 self._by_name[key] = pool
 
     def find(self, name: str) -> FunctionPool | None:
-        name = name.split(":function:", 1)[-1] if ":function:" in name else name
-        name = name.split(":", 1)[0]  # drop a version or alias qualifier
-        return self._by_name.get(name)
+        return self._by_name.get(function_name(name))
 
     def warm(self) -> None:
         """Start one worker per function, in parallel (a cold start each, done up front)."""

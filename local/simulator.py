@@ -11,7 +11,9 @@
   like seed 001 (role chunk, prompt block, queue line, progress lines, a final markdown link
   to an ``.mp4``, a ``stop`` chunk with usage, ``data: [DONE]``) or answered whole.
 
-Every result is the real MP4 in ``local/assets/sample.mp4``, streamed from disk.
+Every result is the real MP4 in ``local/assets/sample.mp4``, streamed from disk. The HTTP side is
+a Werkzeug WSGI application (``Map``/``Rule`` routing, ``Request.form``/``files`` for multipart,
+streamed ``Response`` bodies that Werkzeug's server sends chunked) on Werkzeug's threaded server.
 
 Faults are chosen per job by markers in the prompt, ``[fault:NAME]`` (several allowed;
 ``[fault:rate_limited=5]`` sets a count), or armed for the next jobs through
@@ -22,11 +24,10 @@ answers, downloads, submit attempts) so tests can check that nothing was lost or
 from __future__ import annotations
 
 import argparse
-import email.parser
-import email.policy
 import hashlib
 import hmac
 import json
+import logging
 import re
 import secrets
 import ssl
@@ -35,12 +36,15 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Map, Rule
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
+from werkzeug.wrappers import Request, Response
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 SAMPLE_MP4 = ASSETS / "sample.mp4"
@@ -53,7 +57,7 @@ FAULTS = (
     "rate_limited",  # the first N submits answer 429 with Retry-After (N defaults to 2)
     "server_error",  # the first N submits answer 5xx (N defaults to 2)
     "truncated_download",  # the result announces its full length but the connection closes half-way
-    "slow_download",  # the result trickles out over ``slow_download_seconds``
+    "slow_download",  # half the result, then nothing until the job's callback was answered (or slow_download_seconds)
     "expired_url",  # the result URL has already expired (official: the video reports ``expired``)
     "not_mp4",  # the result URL serves an HTML page instead of an MP4
 )
@@ -71,6 +75,7 @@ LEGACY_MODELS = {"sora_video2": "Vertical Mode", "sora_video2-landscape": "Horiz
 MAX_BODY = 16 * 1024 * 1024
 MAX_PROMPT = 10000
 CHUNK = 16 * 1024
+LOG = logging.getLogger("local.simulator")
 
 
 @dataclass
@@ -169,6 +174,12 @@ class Simulator:
         self.url_key = secrets.token_bytes(32)
         self.stopping = threading.Event()
         self.mp4_size = SAMPLE_MP4.stat().st_size
+        self.callback_answered: dict[str, threading.Event] = {}
+
+    def answered(self, job: SimJob) -> threading.Event:
+        """Set once a callback of ``job`` got a 2xx answer."""
+        with self.lock:
+            return self.callback_answered.setdefault(job.id, threading.Event())
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -322,6 +333,7 @@ class Simulator:
             with self.lock:
                 job.callbacks.append(attempt)
             if attempt.status is not None and 200 <= attempt.status < 300:
+                self.answered(job).set()
                 return
 
     # -- official ---------------------------------------------------------------------------
@@ -360,114 +372,46 @@ def _json_or_text(raw: bytes) -> Any:
         return raw.decode(errors="replace")
 
 
-class Handler(BaseHTTPRequestHandler):
-    """One request to the simulator (routes below)."""
+class SimulatorApp:
+    """The simulator's HTTP side, a WSGI application: one method per route of :data:`URLS`."""
 
-    server: SimulatorServer
-    protocol_version = "HTTP/1.1"
-    body = b""
+    def __init__(self, sim: Simulator) -> None:
+        self.sim = sim
 
-    @property
-    def sim(self) -> Simulator:
-        return self.server.sim
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        request = Request(environ)
+        response = self.dispatch(request)
+        return response(environ, start_response)
 
-    def setup(self) -> None:
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(30)
-            self.request.do_handshake()
-        super().setup()
+    def dispatch(self, request: Request) -> Response:
+        path = request.path
+        api = "task" if path.startswith("/api/v1/") else "openai" if path.startswith("/v1/") else "other"
+        try:
+            if (request.content_length or 0) > MAX_BODY:
+                raise ApiError(413, {"message": "request body too large"})
+            try:
+                endpoint, args = URLS.bind_to_environ(request.environ).match()
+            except HTTPException as exc:
+                raise ApiError(404, {"message": f"no route {request.method} {path}"}) from exc
+            response: Response = getattr(self, endpoint)(request, **args)
+            return response
+        except ApiError as exc:
+            return error_response(api, exc)
+        except Exception as exc:  # noqa: BLE001 - a simulator bug answers 500 instead of hanging up
+            LOG.error("simulator error on %s %s: %r", request.method, path, exc)
+            return error_response(api, ApiError(500, {"message": f"simulator error: {type(exc).__name__}"}))
 
-    def log_message(self, format: str, *args: Any) -> None:
-        if self.server.verbose:
-            super().log_message(format, *args)
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    def send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        raw = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        for key, value in (headers or {}).items():
-            self.send_header(key, value)
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def read_body(self) -> bytes:
-        """The whole request body (read before routing, so a keep-alive stream stays in step)."""
-        length = self.headers.get("Content-Length")
-        if length is None:
-            return b""
-        if not length.isdigit() or int(length) > MAX_BODY:
-            self.close_connection = True
-            raise ApiError(413, {"message": "request body too large"})
-        return self.rfile.read(int(length))
-
-    def check_auth(self) -> None:
+    def check_auth(self, request: Request) -> Response:
         expected = f"Bearer {self.sim.config.api_key}"
-        given = self.headers.get("Authorization", "")
+        given = request.headers.get("Authorization", "")
         if not hmac.compare_digest(given.encode(), expected.encode()):
             raise ApiError(401, {"message": "Invalid or missing API key"})
 
-    def dispatch(self, method: str) -> None:
-        parts = urlsplit(self.path)
-        path, query = parts.path, parse_qs(parts.query)
-        api = "task" if path.startswith("/api/v1/") else "openai" if path.startswith("/v1/") else "other"
-        try:
-            self.body = self.read_body()
-            for route_method, pattern, name in ROUTES:
-                match = pattern.fullmatch(path)
-                if match and route_method == method:
-                    getattr(self, name)(query, **match.groupdict())
-                    return
-            raise ApiError(404, {"message": f"no route {method} {path}"})
-        except ApiError as exc:
-            self.send_error_body(api, exc)
-        except (BrokenPipeError, ConnectionResetError):
-            self.close_connection = True
-        except Exception as exc:  # noqa: BLE001 - a simulator bug answers 500 instead of hanging up
-            self.log_error("simulator error on %s %s: %r", method, path, exc)
-            self.close_connection = True
-            self.send_error_body(api, ApiError(500, {"message": f"simulator error: {type(exc).__name__}"}))
-
-    def send_error_body(self, api: str, exc: ApiError) -> None:
-        message = str(exc.body.get("message", "error"))
-        if api == "task":
-            body: dict[str, Any] = {"code": exc.status, "msg": message, "data": None}
-        elif api == "openai":
-            kinds = {401: "authentication_error", 404: "invalid_request_error", 429: "rate_limit_error"}
-            body = {
-                "error": {
-                    "message": message,
-                    "type": kinds.get(exc.status, "server_error" if exc.status >= 500 else "invalid_request_error"),
-                    "param": exc.body.get("param"),
-                    "code": exc.body.get("code"),
-                }
-            }
-        else:
-            body = {"error": message}
-        self.send_json(exc.status, body, exc.headers)
-
-    def do_GET(self) -> None:
-        self.dispatch("GET")
-
-    def do_POST(self) -> None:
-        self.dispatch("POST")
-
-    def json_body(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.body or b"null")
-        except ValueError as exc:
-            raise ApiError(400, {"message": "request body is not valid JSON"}) from exc
-        if not isinstance(body, dict):
-            raise ApiError(400, {"message": "request body must be a JSON object"})
-        return body
-
     # -- task API (seed 003) -----------------------------------------------------------------
 
-    def generate_task(self, query: dict[str, list[str]], model: str) -> None:
-        self.check_auth()
-        body = self.json_body()
+    def generate_task(self, request: Request, model: str) -> Response:
+        self.check_auth(request)
+        body = json_body(request)
         if model not in TASK_MODELS:
             raise ApiError(400, {"message": f"unsupported model {model!r}"})
         task_input = body.get("input")
@@ -515,23 +459,23 @@ class Handler(BaseHTTPRequestHandler):
             callback_url=callback_url if request_type == "callback" else None,
         )
         self.sim.schedule_callbacks(job)
-        self.send_json(200, {"code": 200, "msg": "success", "data": {"taskId": job.id}})
+        return json_response(200, {"code": 200, "msg": "success", "data": {"taskId": job.id}})
 
-    def status_task(self, query: dict[str, list[str]], model: str) -> None:
-        self.check_auth()
-        task_id = (query.get("taskId") or [""])[0]
+    def status_task(self, request: Request, model: str) -> Response:
+        self.check_auth(request)
+        task_id = request.args.get("taskId", "")
         job = self.sim.job(task_id)
         if not task_id or job is None or job.route != "task":
             raise ApiError(404, {"message": "task not found"})
         with self.sim.lock:
             job.status_polls += 1
-        self.send_json(200, {"code": 200, "msg": "success", "data": self.sim.task_state(job)})
+        return json_response(200, {"code": 200, "msg": "success", "data": self.sim.task_state(job)})
 
     # -- official forward (seed 002) ---------------------------------------------------------
 
-    def create_video(self, query: dict[str, list[str]]) -> None:
-        self.check_auth()
-        fields, has_reference = self.form_fields()
+    def create_video(self, request: Request) -> Response:
+        self.check_auth(request)
+        fields, has_reference = form_fields(request)
         model = fields.get("model", "")
         if model not in OFFICIAL_MODELS:
             raise ApiError(400, {"message": f"model must be one of {sorted(OFFICIAL_MODELS)}", "param": "model"})
@@ -559,39 +503,7 @@ class Handler(BaseHTTPRequestHandler):
             seconds=seconds,
             has_reference=has_reference,
         )
-        self.send_json(200, self.sim.video_object(job))
-
-    def form_fields(self) -> tuple[dict[str, str], bool]:
-        """Fields of a multipart, urlencoded or JSON body; whether a reference image came."""
-        content_type = self.headers.get("Content-Type", "")
-        raw = self.body
-        if content_type.startswith("multipart/form-data"):
-            message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
-                b"Content-Type: " + content_type.encode() + b"\r\n\r\n" + raw
-            )
-            if not message.is_multipart():
-                raise ApiError(400, {"message": "malformed multipart body"})
-            fields: dict[str, str] = {}
-            has_reference = False
-            for part in message.iter_parts():
-                name = part.get_param("name", header="content-disposition")
-                if not isinstance(name, str):
-                    continue
-                payload = part.get_payload(decode=True) or b""
-                if name == "input_reference":
-                    has_reference = bool(payload)
-                else:
-                    fields[name] = payload.decode(errors="replace")
-            return fields, has_reference
-        if content_type.startswith("application/x-www-form-urlencoded"):
-            return {k: v[0] for k, v in parse_qs(raw.decode()).items()}, False
-        try:
-            body = json.loads(raw or b"{}")
-        except ValueError as exc:
-            raise ApiError(400, {"message": "request body is not valid JSON"}) from exc
-        if not isinstance(body, dict):
-            raise ApiError(400, {"message": "request body must be an object"})
-        return {k: str(v) for k, v in body.items() if k != "input_reference"}, bool(body.get("input_reference"))
+        return json_response(200, self.sim.video_object(job))
 
     def official_job(self, video_id: str) -> SimJob:
         job = self.sim.job(video_id)
@@ -599,8 +511,8 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, {"message": f"Video with id '{video_id}' not found.", "param": "video_id"})
         return job
 
-    def retrieve_video(self, query: dict[str, list[str]], video_id: str) -> None:
-        self.check_auth()
+    def retrieve_video(self, request: Request, video_id: str) -> Response:
+        self.check_auth(request)
         job = self.official_job(video_id)
         with self.sim.lock:
             job.status_polls += 1
@@ -609,12 +521,12 @@ class Handler(BaseHTTPRequestHandler):
         if body["status"] in ("queued", "in_progress"):
             wait = max(0.2, min(10.0, job.ready_at - time.time()))
             headers["openai-poll-after-ms"] = str(int(wait * 1000))
-        self.send_json(200, body, headers)
+        return json_response(200, body, headers)
 
-    def video_content(self, query: dict[str, list[str]], video_id: str) -> None:
-        self.check_auth()
+    def video_content(self, request: Request, video_id: str) -> Response:
+        self.check_auth(request)
         job = self.official_job(video_id)
-        variant = (query.get("variant") or ["video"])[0]
+        variant = request.args.get("variant", "video")
         if variant != "video":
             raise ApiError(404, {"message": f"variant {variant!r} is not available from the simulator", "param": "variant"})
         status = self.sim.video_object(job)["status"]
@@ -622,13 +534,13 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(404, {"message": "Video content has expired.", "code": "video_expired"})
         if status != "completed":
             raise ApiError(404, {"message": "Video is not ready yet.", "code": "video_not_ready"})
-        self.send_video(job)
+        return self.send_video(job)
 
     # -- legacy chat completions (seeds 000/001) ---------------------------------------------
 
-    def chat_completions(self, query: dict[str, list[str]]) -> None:
-        self.check_auth()
-        body = self.json_body()
+    def chat_completions(self, request: Request) -> Response:
+        self.check_auth(request)
+        body = json_body(request)
         model = body.get("model")
         if model not in LEGACY_MODELS:
             raise ApiError(400, {"message": f"model must be one of {sorted(LEGACY_MODELS)}", "param": "model"})
@@ -643,23 +555,22 @@ class Handler(BaseHTTPRequestHandler):
         )
         pieces = list(self.legacy_pieces(job))
         if body.get("stream"):
-            self.stream_chat(job, pieces)
-        else:
-            for delay, _ in pieces:
-                if self.sim.stopping.wait(delay):
-                    return
-            text = "".join(content for _, content in pieces)
-            self.send_json(
-                200,
-                {
-                    "id": job.id,
-                    "object": "chat.completion",
-                    "created": int(job.created),
-                    "model": job.model,
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": _usage(prompt, text),
-                },
-            )
+            return Response(self.chat_events(job, pieces), content_type="text/event-stream; charset=utf-8", headers=NO_CACHE)
+        for delay, _ in pieces:
+            if self.sim.stopping.wait(delay):
+                return Response(status=503)
+        text = "".join(content for _, content in pieces)
+        return json_response(
+            200,
+            {
+                "id": job.id,
+                "object": "chat.completion",
+                "created": int(job.created),
+                "model": job.model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                "usage": _usage(prompt, text),
+            },
+        )
 
     def legacy_pieces(self, job: SimJob) -> Iterator[tuple[float, str]]:
         """(delay before, content) of each text piece the chat answer is made of."""
@@ -678,15 +589,11 @@ class Handler(BaseHTTPRequestHandler):
         url = self.sim.result_url(job, ttl=86400)
         return f"> ✅ Video generated successfully, [Click here]({url}) to view video~~~\n\n"
 
-    def stream_chat(self, job: SimJob, pieces: list[tuple[float, str]]) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream; charset=utf-8")
-        self.send_header("Cache-Control", "no-cache")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.end_headers()
+    def chat_events(self, job: SimJob, pieces: list[tuple[float, str]]) -> Iterator[bytes]:
+        """The streamed answer as seed 001 shows it: one ``data:`` event per chunk, then ``[DONE]``."""
 
-        def chunk(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> dict[str, Any]:
-            return {
+        def event(delta: dict[str, Any], finish: str | None = None, **extra: Any) -> bytes:
+            chunk = {
                 "id": job.id,
                 "object": "chat.completion.chunk",
                 "created": int(job.created),
@@ -694,91 +601,86 @@ class Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                 **extra,
             }
+            return b"data: " + json.dumps(chunk, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n"
 
-        self.write_event(chunk({"role": "assistant"}))
+        yield event({"role": "assistant"})
         text = ""
         for delay, content in pieces:
             if self.sim.stopping.wait(delay):
                 return
             text += content
-            self.write_event(chunk({"content": content}))
-        self.write_event(chunk({}, "stop", usage=_usage(job.prompt, text)))
-        self.write_chunk(b"data: [DONE]\n\n")
-        self.write_chunk(b"")
-
-    def write_event(self, payload: dict[str, Any]) -> None:
-        self.write_chunk(b"data: " + json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode() + b"\n\n")
-
-    def write_chunk(self, data: bytes) -> None:
-        self.wfile.write(f"{len(data):X}\r\n".encode() + data + b"\r\n")
-        self.wfile.flush()
+            yield event({"content": content})
+        yield event({}, "stop", usage=_usage(job.prompt, text))
+        yield b"data: [DONE]\n\n"
 
     # -- result downloads --------------------------------------------------------------------
 
-    def result_file(self, query: dict[str, list[str]], token: str) -> None:
-        self.send_video(self.sim.check_result_token(token))
+    def result_file(self, request: Request, token: str) -> Response:
+        return self.send_video(self.sim.check_result_token(token))
 
-    def send_video(self, job: SimJob) -> None:
+    def send_video(self, job: SimJob) -> Response:
         """Stream the sample MP4, or what the job's faults say instead."""
         with self.sim.lock:
             job.downloads += 1
         if job.has("not_mp4"):
             page = b"<!DOCTYPE html><html><body><h1>Service temporarily unavailable</h1></body></html>\n" * 8
-            self.send_response(200)
-            self.send_header("Content-Type", "video/mp4")
-            self.send_header("Content-Length", str(len(page)))
-            self.end_headers()
-            self.wfile.write(page)
-            return
+            return Response(page, content_type="video/mp4")
         size = self.sim.mp4_size
-        self.send_response(200)
-        self.send_header("Content-Type", "video/mp4")
-        self.send_header("Content-Length", str(size))
-        if job.has("truncated_download"):
-            self.send_header("Connection", "close")
-            self.close_connection = True
-        self.end_headers()
+        # truncated_download: the full length is announced, half is sent, the connection closes.
+        headers = {"Content-Length": str(size)}
+        return Response(self.video_bytes(job, size), content_type="video/mp4", headers=headers, direct_passthrough=True)
+
+    def video_bytes(self, job: SimJob, size: int) -> Iterator[bytes]:
         limit = size // 2 if job.has("truncated_download") else size
-        pause = self.sim.config.slow_download_seconds / max(1, size // CHUNK + 1) if job.has("slow_download") else 0.0
         sent = 0
         with SAMPLE_MP4.open("rb") as video:
             while sent < limit:
                 data = video.read(min(CHUNK, limit - sent))
                 if not data:
                     break
-                if pause and self.sim.stopping.wait(pause):
+                if job.has("slow_download") and sent < size // 2 <= sent + len(data) and not self.stall(job):
                     return
-                self.wfile.write(data)
-                self.wfile.flush()
+                yield data
                 sent += len(data)
         if sent == size:
             with self.sim.lock:
                 job.completed_downloads += 1
 
+    def stall(self, job: SimJob) -> bool:
+        """``slow_download``, half-way: wait until the job's callback was answered (so the callback
+        can never finish this transfer itself: it must hand it over), at most
+        ``slow_download_seconds``; without a callback, that long. False when the simulator stops."""
+        end = time.monotonic() + self.sim.config.slow_download_seconds
+        answered = self.sim.answered(job) if job.callback_url and not job.has("callback_lost") else None
+        while time.monotonic() < end and not (answered and answered.is_set()):
+            if self.sim.stopping.wait(0.05):
+                return False
+        return True
+
     # -- control ----------------------------------------------------------------------------
 
-    def sim_health(self, query: dict[str, list[str]]) -> None:
-        self.send_json(200, {"ok": True, "jobs": len(self.sim.jobs)})
+    def sim_health(self, request: Request) -> Response:
+        return json_response(200, {"ok": True, "jobs": len(self.sim.jobs)})
 
-    def sim_jobs(self, query: dict[str, list[str]]) -> None:
-        prompt = (query.get("prompt") or [None])[0]
+    def sim_jobs(self, request: Request) -> Response:
+        prompt = request.args.get("prompt")
         with self.sim.lock:
             jobs = [j.summary() for j in self.sim.jobs.values() if prompt is None or j.prompt == prompt]
-        self.send_json(200, {"jobs": jobs})
+        return json_response(200, {"jobs": jobs})
 
-    def sim_job(self, query: dict[str, list[str]], job_id: str) -> None:
+    def sim_job(self, request: Request, job_id: str) -> Response:
         job = self.sim.job(job_id)
         if job is None:
             raise ApiError(404, {"message": "no such job"})
         with self.sim.lock:
-            self.send_json(200, job.summary())
+            return json_response(200, job.summary())
 
-    def sim_submits(self, query: dict[str, list[str]]) -> None:
+    def sim_submits(self, request: Request) -> Response:
         with self.sim.lock:
-            self.send_json(200, {"attempts": dict(self.sim.submit_attempts)})
+            return json_response(200, {"attempts": dict(self.sim.submit_attempts)})
 
-    def sim_faults(self, query: dict[str, list[str]]) -> None:
-        body = self.json_body()
+    def sim_faults(self, request: Request) -> Response:
+        body = json_body(request)
         faults = body.get("faults")
         if not isinstance(faults, list) or not all(f in FAULTS for f in faults):
             raise ApiError(400, {"message": f"faults must be a list drawn from {list(FAULTS)}"})
@@ -790,10 +692,10 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, {"message": "jobs must be a positive integer"})
         with self.sim.lock:
             self.sim.armed.append({"faults": faults, "route": route, "remaining": jobs})
-        self.send_json(200, {"armed": self.sim.armed})
+        return json_response(200, {"armed": self.sim.armed})
 
-    def sim_config(self, query: dict[str, list[str]]) -> None:
-        body = self.json_body()
+    def sim_config(self, request: Request) -> Response:
+        body = json_body(request)
         config = self.sim.config
         for key, value in body.items():
             if key not in ("generation_seconds", "slow_download_seconds", "early_callback_lead_seconds", "progress_steps"):
@@ -801,7 +703,78 @@ class Handler(BaseHTTPRequestHandler):
             if not isinstance(value, int | float) or value < 0:
                 raise ApiError(400, {"message": f"{key} must be a non-negative number"})
             setattr(config, key, type(getattr(config, key))(value))
-        self.send_json(200, asdict(config) | {"api_key": "***"})
+        return json_response(200, asdict(config) | {"api_key": "***"})
+
+
+URLS = Map(
+    [
+        Rule("/api/v1/generateTask/<model>", methods=["POST"], endpoint="generate_task"),
+        Rule("/api/v1/statusTask/<model>", methods=["GET"], endpoint="status_task"),
+        Rule("/v1/videos", methods=["POST"], endpoint="create_video"),
+        Rule("/v1/videos/<video_id>", methods=["GET"], endpoint="retrieve_video"),
+        Rule("/v1/videos/<video_id>/content", methods=["GET"], endpoint="video_content"),
+        Rule("/v1/chat/completions", methods=["POST"], endpoint="chat_completions"),
+        Rule("/files/<token>.mp4", methods=["GET"], endpoint="result_file"),
+        Rule("/_sim/health", methods=["GET"], endpoint="sim_health"),
+        Rule("/_sim/jobs", methods=["GET"], endpoint="sim_jobs"),
+        Rule("/_sim/jobs/<job_id>", methods=["GET"], endpoint="sim_job"),
+        Rule("/_sim/submits", methods=["GET"], endpoint="sim_submits"),
+        Rule("/_sim/faults", methods=["POST"], endpoint="sim_faults"),
+        Rule("/_sim/config", methods=["POST"], endpoint="sim_config"),
+    ],
+    strict_slashes=False,
+)
+NO_CACHE = {"Cache-Control": "no-cache"}
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return Response(json.dumps(body), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(api: str, exc: ApiError) -> Response:
+    """An error in the calling API's shape: the task API's ``{code, msg}``, OpenAI's ``{error: {...}}``."""
+    message = str(exc.body.get("message", "error"))
+    if api == "task":
+        body: dict[str, Any] = {"code": exc.status, "msg": message, "data": None}
+    elif api == "openai":
+        kinds = {401: "authentication_error", 404: "invalid_request_error", 429: "rate_limit_error"}
+        body = {
+            "error": {
+                "message": message,
+                "type": kinds.get(exc.status, "server_error" if exc.status >= 500 else "invalid_request_error"),
+                "param": exc.body.get("param"),
+                "code": exc.body.get("code"),
+            }
+        }
+    else:
+        body = {"error": message}
+    return json_response(exc.status, body, exc.headers)
+
+
+def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = json.loads(request.get_data() or b"null")
+    except ValueError as exc:
+        raise ApiError(400, {"message": "request body is not valid JSON"}) from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, {"message": "request body must be a JSON object"})
+    return body
+
+
+def form_fields(request: Request) -> tuple[dict[str, str], bool]:
+    """Fields of a multipart, urlencoded or JSON body; whether a reference image came."""
+    if request.mimetype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        fields = {name: value for name, value in request.form.items() if name != "input_reference"}
+        reference = request.files.get("input_reference")
+        has_reference = bool(reference and reference.read(1)) or bool(request.form.get("input_reference"))
+        return fields, has_reference
+    try:
+        body = json.loads(request.get_data() or b"{}")
+    except ValueError as exc:
+        raise ApiError(400, {"message": "request body is not valid JSON"}) from exc
+    if not isinstance(body, dict):
+        raise ApiError(400, {"message": "request body must be an object"})
+    return {k: str(v) for k, v in body.items() if k != "input_reference"}, bool(body.get("input_reference"))
 
 
 def _chat_prompt(messages: Any) -> tuple[str, bool]:
@@ -834,31 +807,31 @@ def _usage(prompt: str, text: str) -> dict[str, int]:
     }
 
 
-ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    ("POST", re.compile(r"/api/v1/generateTask/(?P<model>[A-Za-z0-9._-]+)"), "generate_task"),
-    ("GET", re.compile(r"/api/v1/statusTask/(?P<model>[A-Za-z0-9._-]+)"), "status_task"),
-    ("POST", re.compile(r"/v1/videos"), "create_video"),
-    ("GET", re.compile(r"/v1/videos/(?P<video_id>[A-Za-z0-9_-]+)"), "retrieve_video"),
-    ("GET", re.compile(r"/v1/videos/(?P<video_id>[A-Za-z0-9_-]+)/content"), "video_content"),
-    ("POST", re.compile(r"/v1/chat/completions"), "chat_completions"),
-    ("GET", re.compile(r"/files/(?P<token>[A-Za-z0-9_.-]+)\.mp4"), "result_file"),
-    ("GET", re.compile(r"/_sim/health"), "sim_health"),
-    ("GET", re.compile(r"/_sim/jobs"), "sim_jobs"),
-    ("GET", re.compile(r"/_sim/jobs/(?P<job_id>[A-Za-z0-9_.-]+)"), "sim_job"),
-    ("GET", re.compile(r"/_sim/submits"), "sim_submits"),
-    ("POST", re.compile(r"/_sim/faults"), "sim_faults"),
-    ("POST", re.compile(r"/_sim/config"), "sim_config"),
-]
+class _Handler(WSGIRequestHandler):
+    """Werkzeug's request handler; the TLS handshake runs here, in the request's thread, not in accept()."""
+
+    server: SimulatorServer
+
+    def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(30)
+            self.request.do_handshake()
+        super().setup()
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if self.server.verbose:
+            super().log_request(code, size)
 
 
-class SimulatorServer(ThreadingHTTPServer):
+class SimulatorServer(ThreadedWSGIServer):
+    """The simulator on Werkzeug's threaded server, over https when given a certificate."""
+
     daemon_threads = True
-    allow_reuse_address = True
 
     def __init__(
         self, sim: Simulator, host: str = "127.0.0.1", port: int = 0, verbose: bool = False, tls: tuple[Path, Path] | None = None
     ) -> None:
-        super().__init__((host, port), Handler)
+        super().__init__(host, port, SimulatorApp(sim), handler=_Handler)
         self.sim = sim
         self.verbose = verbose
         scheme = "http"
@@ -866,8 +839,8 @@ class SimulatorServer(ThreadingHTTPServer):
             # Providers speak https: with a certificate (chain file, key file) the simulator does too.
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(certfile=str(tls[0]), keyfile=str(tls[1]))
-            # The handshake runs in the request's thread (Handler.setup), not in accept().
             self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+            self.ssl_context = context
             scheme = "https"
         sim.base_url = f"{scheme}://{host}:{self.server_address[1]}"
 

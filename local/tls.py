@@ -1,23 +1,20 @@
-"""A throwaway certificate authority for the provider simulator's HTTPS.
+"""A throwaway certificate authority (``trustme``) for the local stack and the tests.
 
 Real providers answer over https and their result links are https (the legacy route's
-link is ``https://....mp4``), so the simulator does too: the stack makes a CA and a server
-certificate for 127.0.0.1/localhost at start-up, and the functions trust that CA through
-``SSL_CERT_FILE`` (read by httpx), in their environment only. Nothing is written outside
-the directory given; the keys live as long as the stack. ``cryptography`` comes with moto.
+link is ``https://....mp4``), so the provider simulator does too: the stack makes a CA and
+a server certificate for 127.0.0.1/localhost at start-up, and the functions trust that CA
+through ``SSL_CERT_FILE`` (read by httpx), in their environment only. The download tests use
+the same CA for their loopback TLS servers. Nothing is written outside the directory given;
+the keys live as long as the stack (or the test).
 """
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
-from dataclasses import dataclass
+import ssl
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+import trustme
 
 
 @dataclass
@@ -27,61 +24,39 @@ class LocalTls:
     key_file: Path  # the server's key
 
 
+@dataclass
+class LocalCA:
+    """A CA whose certificate is written to ``directory/ca.pem``; it issues server certificates."""
+
+    directory: Path
+    ca: trustme.CA = field(default_factory=lambda: trustme.CA(organization_name="videogen local"))
+
+    def __post_init__(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.ca_file = self.directory / "ca.pem"
+        self.ca.cert_pem.write_to_path(str(self.ca_file))
+
+    def issue(self, *names: str, stem: str = "server") -> LocalTls:
+        """A server certificate for ``names`` (host names or IP addresses), as PEM files."""
+        leaf = self.ca.issue_cert(*names)
+        tls = LocalTls(self.ca_file, self.directory / f"{stem}.pem", self.directory / f"{stem}-key.pem")
+        tls.cert_file.write_bytes(b"".join(blob.bytes() for blob in leaf.cert_chain_pems))
+        leaf.private_key_pem.write_to_path(str(tls.key_file))
+        tls.key_file.chmod(0o600)
+        return tls
+
+    def client_context(self) -> ssl.SSLContext:
+        """A client context that trusts only this CA."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+    def server_context(self, *names: str) -> ssl.SSLContext:
+        """A server context presenting a certificate for ``names`` signed by this CA."""
+        tls = self.issue(*names, stem=names[0].replace("*", "_"))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls.cert_file), str(tls.key_file))
+        return context
+
+
 def make_local_tls(directory: Path) -> LocalTls:
     """Write a CA certificate and a server certificate for 127.0.0.1/localhost into ``directory``."""
-    directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "videogen local stack CA")])
-    ca_cert = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                crl_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    tls = LocalTls(ca_file=directory / "ca.pem", cert_file=directory / "server.pem", key_file=directory / "server-key.pem")
-    tls.ca_file.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
-    tls.cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM) + ca_cert.public_bytes(serialization.Encoding.PEM))
-    tls.key_file.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    tls.key_file.chmod(0o600)
-    return tls
+    return LocalCA(directory).issue("127.0.0.1", "localhost")

@@ -41,13 +41,16 @@ from urllib.parse import parse_qs, urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "layers" / "videogen")]
+from local import inprocess  # noqa: E402
+
+# The in-process world's environment (fake credentials, table and bucket names).
+inprocess.use_env()
 # Quiet handlers: no EMF metrics documents, errors only (set before the package is imported).
 os.environ.update(POWERTOOLS_METRICS_DISABLED="true", POWERTOOLS_LOG_LEVEL="ERROR")
 warnings.filterwarnings("ignore", message="No application metrics to publish")
 
-# The tests' environment (fake credentials, table and bucket names) and their AWS builder.
-from tests.conftest import CALLBACK_KEYS, FakeContext, create_aws_resources, load_event, mp4_bytes  # noqa: E402
-from tests.security.atomic import atomic_dynamodb_requests  # noqa: E402
+from local.dynamodb import atomic_dynamodb_requests  # noqa: E402
+from local.inprocess import CALLBACK_KEYS, FakeContext, create_aws_resources, load_event, mp4_bytes  # noqa: E402
 
 
 def lambda_instance(number: int) -> ModuleType:

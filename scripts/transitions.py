@@ -1,7 +1,7 @@
 """State transitions (and AWS cost) of a typical job, counted from a real execution history.
 
 Runs ``statemachine/job.asl.json`` in moto's Step Functions engine with the real handlers
-behind its Lambda tasks (the harness of ``tests/workflow``), the default settings (first
+behind its Lambda tasks (``local.stepfunctions``, the tests' harness too), the default settings (first
 wait, poll interval, fallback wait, catalog), and a provider simulated in *virtual time*:
 every Wait state advances a virtual clock by its full duration (and sleeps only
 ``duration / --time-scale`` real seconds), and the simulated provider answers by that
@@ -35,6 +35,9 @@ from urllib.parse import parse_qs, urlparse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from local import inprocess  # noqa: E402
+
+inprocess.use_env()  # fake credentials, table and bucket names, provider hosts
 # Keep stdout for the report: no EMF metric lines, only error logs.
 os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
 os.environ["POWERTOOLS_LOG_LEVEL"] = "ERROR"
@@ -45,8 +48,8 @@ import respx  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction  # noqa: E402
 
-from tests.conftest import create_aws_resources, load_event, mp4_bytes  # noqa: E402 - also sets the test environment
-from tests.workflow import harness  # noqa: E402
+from local import stepfunctions as harness  # noqa: E402
+from local.inprocess import create_aws_resources, load_event, mp4_bytes  # noqa: E402
 from videogen import context  # noqa: E402
 from videogen.settings import Settings  # noqa: E402
 

@@ -4,7 +4,8 @@ The stack runs in a child process (``python -m local.stack --profile test``: zer
 time, short waits) so nothing of it (environment, moto state, patched moto internals) mixes
 with the in-process unit tests. Tests reach it only through HTTP: the API, the simulator's
 ``/_sim`` inspection endpoints, and boto3 pointed explicitly at the moto server. It is
-package-scoped (this directory is a package), so it stops when the e2e tests are done.
+package-scoped (this directory is a package), so it stops when the e2e tests are done; under
+pytest-xdist the e2e tests share one worker, so one stack serves them all.
 """
 
 from __future__ import annotations
@@ -19,6 +20,15 @@ import pytest
 
 from local.stack import launch
 from tests.e2e.helpers import E2E
+
+E2E_DIR = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """With pytest-xdist (``--dist loadgroup``), every end-to-end test runs in one worker: one stack."""
+    for item in items:
+        if E2E_DIR in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("e2e"))
 
 
 @pytest.fixture(scope="package")

@@ -16,8 +16,8 @@ import httpx
 import pytest
 import respx
 
+from local import stepfunctions as harness
 from tests.inputs import imagefiles as img
-from tests.workflow import harness
 from tests.workflow.conftest import (  # noqa: F401 - fixtures used by the tests below
     CDN,
     OFFICIAL,

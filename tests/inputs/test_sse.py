@@ -10,10 +10,12 @@ import json
 from pathlib import Path
 
 import pytest
+from httpx_sse import ServerSentEvent
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from videogen.providers.legacy import ChatStream, ContentScanner, ProgressThrottle, SSEEvent, SSEParser, rejection_code
+from videogen.providers import legacy
+from videogen.providers.legacy import ChatStream, ContentScanner, ProgressThrottle, StreamGuard, rejection_code, sse_events
 
 FIXTURES = Path(__file__).with_name("fixtures")
 SEED_STREAM = (FIXTURES / "seed001_stream.txt").read_bytes()
@@ -21,19 +23,20 @@ SEED_ANSWER = json.loads((FIXTURES / "seed001_answer.json").read_text(encoding="
 SEED_URL = "https://sora.gptkey.asia/assets/sora/xxx.mp4"
 
 
-def parse(chunks: list[bytes]) -> list[SSEEvent]:
-    parser = SSEParser()
-    events: list[SSEEvent] = []
-    for chunk in chunks:
-        events += parser.feed(chunk)
-    return events + parser.close()
+def parse(chunks: list[bytes]) -> list[ServerSentEvent]:
+    """The events of a stream that arrives in these chunks (as the client parses them)."""
+    return list(sse_events(StreamGuard(chunks)))
+
+
+def fields(events: list[ServerSentEvent]) -> list[tuple[str, str, str]]:
+    return [(e.event, e.data, e.id) for e in events]
 
 
 def split_every(data: bytes, step: int) -> list[bytes]:
     return [data[i : i + step] for i in range(0, len(data), step)]
 
 
-def run(events: list[SSEEvent], progress: list[float] | None = None) -> ChatStream:
+def run(events: list[ServerSentEvent], progress: list[float] | None = None) -> ChatStream:
     state = ChatStream(ContentScanner(on_progress=progress.append if progress is not None else None))
     for event in events:
         state.event(event)
@@ -70,21 +73,21 @@ def test_seed_stream_in_one_piece_gives_progress_and_the_video_link():
 
 @pytest.mark.parametrize("step", [1, 2, 3, 5, 7, 13, 64, 100, 333])
 def test_seed_stream_split_anywhere_gives_the_same_events(step):
-    whole = parse([SEED_STREAM])
-    assert parse(split_every(SEED_STREAM, step)) == whole
+    whole = fields(parse([SEED_STREAM]))
+    assert fields(parse(split_every(SEED_STREAM, step))) == whole
 
 
 def test_splits_inside_every_multibyte_character_are_harmless():
     # Given every position that falls inside a UTF-8 character (the emoji of the status lines)
     inside = [i for i in range(1, len(SEED_STREAM)) if 0x80 <= SEED_STREAM[i] < 0xC0]
     assert len(inside) >= 9  # ⌛️ 🏃 ✅ are multi-byte: the seed does exercise this
-    whole = parse([SEED_STREAM])
+    whole = fields(parse([SEED_STREAM]))
     for cut in inside:
         # When the stream is cut there
-        events = parse([SEED_STREAM[:cut], SEED_STREAM[cut:]])
+        events = fields(parse([SEED_STREAM[:cut], SEED_STREAM[cut:]]))
         # Then nothing is lost or replaced
         assert events == whole, cut
-    assert "\ufffd" not in "".join(e.data for e in whole)
+    assert "\ufffd" not in "".join(data for _, data, _ in whole)
 
 
 def test_splits_mid_line_keep_the_progress_line_whole():
@@ -100,7 +103,7 @@ def test_splits_mid_line_keep_the_progress_line_whole():
 def test_any_chunking_of_the_seed_stream_parses_the_same(cuts):
     bounds = [0, *sorted(cuts), len(SEED_STREAM)]
     chunks = [SEED_STREAM[a:b] for a, b in itertools.pairwise(bounds)]
-    assert parse(chunks) == parse([SEED_STREAM])
+    assert fields(parse(chunks)) == fields(parse([SEED_STREAM]))
 
 
 def test_non_streamed_answer_gives_the_same_outcome():
@@ -128,22 +131,40 @@ def test_crlf_split_between_cr_and_lf_is_one_line_end():
 def test_comments_fields_and_multiline_data():
     raw = b": keep-alive\n\nevent: progress\nid: 7\ndata: one\ndata:two\nretry: 100\nunknown: x\n\ndata\n\n"
     events = parse(split_every(raw, 4))
-    assert events == [SSEEvent(data="one\ntwo", event="progress", id="7"), SSEEvent(data="", event="message", id="7")]
+    assert fields(events) == [("progress", "one\ntwo", "7"), ("message", "", "7")]
 
 
 def test_a_byte_order_mark_at_the_start_is_ignored():
     assert [e.data for e in parse([b"\xef\xbb", b"\xbfdata: x\n\n"])] == ["x"]
 
 
-def test_last_event_without_blank_line_is_delivered_at_close():
-    assert [e.data for e in parse([b"data: [DONE]"])] == ["[DONE]"]
+@pytest.mark.parametrize("end", [b"", b"\n", b"\r", b"\r\n"])
+def test_last_event_without_blank_line_is_delivered_at_close(end):
+    assert [e.data for e in parse([b"data: a\n\ndata: [DONE]" + end])] == ["a", "[DONE]"]
+    assert [e.data for e in parse([b"data: a\n\ndata: [DONE]", end])] == ["a", "[DONE]"]
+
+
+def test_a_stream_ending_with_a_blank_line_gets_no_extra_event():
+    assert fields(parse([b"id: 1\ndata: a\n\n"])) == [("message", "a", "1")]
 
 
 def test_an_endless_line_is_refused():
-    parser = SSEParser()
     with pytest.raises(ValueError, match="larger than 1 MiB"):
-        for _ in range(20):
-            parser.feed(b"x" * 100_000)
+        parse([b"x" * 100_000] * 20)
+
+
+def test_many_small_events_are_not_an_endless_line():
+    events = parse([b"data: x\n\n" * 1000] * 200)  # 2 MB in all, 9 bytes an event
+    assert len(events) == 200_000
+
+
+def test_the_deadline_is_checked_on_every_read_even_without_events():
+    def chunks():
+        yield b"data: no end"
+        yield b" in sight"
+
+    with pytest.raises(legacy._DeadlinePassed):
+        list(sse_events(StreamGuard(chunks(), deadline=0.0)))
 
 
 # -- what the text says --------------------------------------------------------------------

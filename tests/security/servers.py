@@ -1,5 +1,5 @@
-"""Network fakes for the download tests: real servers on 127.0.0.1 (plain HTTP or TLS with a
-test CA), an injected resolver, and backends that record what would be dialled.
+"""Network fakes for the download tests: real servers on 127.0.0.1 (plain HTTP or TLS with the
+local stack's CA, ``local.tls``), an injected resolver, and backends that record what would be dialled.
 
 Tests reach them through the safe downloader with an injected resolver and a network backend
 that dials the server whatever address it is asked for (recording that address), so no real
@@ -8,7 +8,6 @@ DNS and no address outside loopback is ever used.
 
 from __future__ import annotations
 
-import datetime
 import socket
 import ssl
 import threading
@@ -17,14 +16,9 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpcore
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 # A response: status, headers, and body pieces (each piece may be preceded by a pause).
 Reply = tuple[int, dict[str, str], Iterable[bytes]]
@@ -156,61 +150,3 @@ class DialLoopback(httpcore.NetworkBackend):
 
     def sleep(self, seconds: float) -> None:
         time.sleep(seconds)
-
-
-@dataclass
-class CertificateAuthority:
-    """A throw-away certificate authority and server certificates it signs."""
-
-    directory: Path
-
-    def __post_init__(self) -> None:
-        self.key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "videogen test CA")])
-        now = datetime.datetime.now(datetime.UTC)
-        self.cert = (
-            x509.CertificateBuilder()
-            .subject_name(name)
-            .issuer_name(name)
-            .public_key(self.key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
-            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        self.ca_file = self.directory / "ca.pem"
-        self.ca_file.write_bytes(self.cert.public_bytes(serialization.Encoding.PEM))
-
-    def client_context(self) -> ssl.SSLContext:
-        """What the downloader verifies with: only this CA is trusted."""
-        return ssl.create_default_context(cafile=str(self.ca_file))
-
-    def server_context(self, host_name: str) -> ssl.SSLContext:
-        """A server context presenting a certificate for ``host_name`` signed by this CA."""
-        key = ec.generate_private_key(ec.SECP256R1())
-        now = datetime.datetime.now(datetime.UTC)
-        cert = (
-            x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host_name)]))
-            .issuer_name(self.cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName(host_name)]), critical=False)
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False)
-            .sign(self.key, hashes.SHA256())
-        )
-        cert_file = self.directory / f"{host_name}.pem"
-        key_file = self.directory / f"{host_name}.key"
-        cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write_bytes(
-            key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-        )
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(cert_file), str(key_file))
-        return context

@@ -21,8 +21,8 @@ import pytest
 import respx
 from botocore.exceptions import ClientError
 
+from local.dynamodb import atomic_dynamodb_requests
 from tests.conftest import CALLBACK_KEYS, invoke, load_event, mp4_bytes
-from tests.security.atomic import atomic_dynamodb_requests
 from tests.security.servers import NoNetwork, Resolver
 from videogen import aws, observability
 from videogen.models import Job

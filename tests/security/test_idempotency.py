@@ -12,8 +12,8 @@ import httpx
 import pytest
 import respx
 
+from local.dynamodb import atomic_dynamodb_requests
 from tests.conftest import invoke, load_event
-from tests.security.atomic import atomic_dynamodb_requests
 
 GENERATE = "https://task.provider.test/api/v1/generateTask/sora-2"
 BODY = {"prompt": "a lighthouse in a storm", "route": "task", "seconds": 10, "orientation": "landscape"}

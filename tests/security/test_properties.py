@@ -11,14 +11,15 @@ import json
 
 import httpx
 import respx
+from httpx_sse import ServerSentEvent
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import CALLBACK_KEYS, invoke, load_event
 from videogen.errors import InvalidRequest
 from videogen.models import Job
-from videogen.providers import Outcome
-from videogen.providers.legacy import ChatStream, ContentScanner, SSEEvent, SSEParser
+from videogen.providers import Outcome, legacy
+from videogen.providers.legacy import ChatStream, ContentScanner, StreamGuard
 from videogen.providers.task import TASK_STATES, outcome_of, parse_task_payload
 from videogen.security import make_callback_token, verify_callback_token
 
@@ -137,12 +138,10 @@ def serialize(events: list[tuple[str, list[str], str | None]], newline: bytes, c
     return bytes(out)
 
 
-def feed_in_pieces(data: bytes, cuts: list[int]) -> list[SSEEvent]:
-    parser = SSEParser()
-    events: list[SSEEvent] = []
-    for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True):
-        events += parser.feed(data[start:end])
-    return events + parser.close()
+def feed_in_pieces(data: bytes, cuts: list[int]) -> list[tuple[str, str, str]]:
+    """(event, data, id) of each event of ``data`` cut at ``cuts``, as the legacy client parses it."""
+    pieces = [data[start:end] for start, end in zip([0, *cuts], [*cuts, len(data)], strict=True)]
+    return [(e.event, e.data, e.id) for e in legacy.sse_events(StreamGuard(pieces))]
 
 
 @settings(STEADY, max_examples=300)
@@ -157,7 +156,7 @@ def test_sse_events_do_not_depend_on_how_the_stream_is_split(events, newline, co
     whole = feed_in_pieces(stream, [])
     assert feed_in_pieces(stream, cuts) == whole
     # And the events are the ones that were sent
-    assert [(e.event, e.data) for e in whole] == [(name or "message", "\n".join(lines)) for name, lines, _ in events]
+    assert [(event, data) for event, data, _ in whole] == [(name or "message", "\n".join(lines)) for name, lines, _ in events]
 
 
 @settings(STEADY, max_examples=300)
@@ -170,7 +169,7 @@ def test_sse_parser_never_crashes_on_arbitrary_bytes(stream, data):
     )
     events = feed_in_pieces(stream, cuts)
     assert events == feed_in_pieces(stream, [])
-    assert all(isinstance(e.data, str) for e in events)
+    assert all(isinstance(data, str) for _, data, _ in events)
 
 
 @STEADY
@@ -196,7 +195,7 @@ def test_the_video_link_is_found_however_the_text_is_chunked(prefix, fence, step
 def test_chat_stream_turns_any_events_into_an_outcome(datas):
     stream = ChatStream(ContentScanner())
     for item in datas:
-        stream.event(SSEEvent(data=item))
+        stream.event(ServerSentEvent(data=item))
     outcome = stream.outcome()
     assert outcome.phase in ("succeeded", "failed")
     if outcome.phase == "succeeded":

@@ -18,8 +18,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
+from local.tls import LocalCA
 from tests.conftest import mp4_bytes
-from tests.security.servers import CertificateAuthority, DialLoopback, LoopbackServer, NoNetwork, Resolver, Seen, drip
+from tests.security.servers import DialLoopback, LoopbackServer, NoNetwork, Resolver, Seen, drip
 from videogen.errors import DeadlineExceeded, TransferFailed
 from videogen.safe_http import (
     DownloadPolicy,
@@ -231,8 +232,8 @@ def test_a_name_that_does_not_resolve_is_a_retryable_transfer_failure(aws):
 
 
 @pytest.fixture
-def ca(tmp_path) -> CertificateAuthority:
-    return CertificateAuthority(tmp_path)
+def ca(tmp_path) -> LocalCA:
+    return LocalCA(tmp_path)
 
 
 def video_route(body: bytes, **headers: str):
@@ -458,13 +459,14 @@ def test_a_slow_drip_cannot_outlive_the_budget(aws):
                 downloader=SafeDownloader(local),
             )
         elapsed = time.monotonic() - started
-    # Then it stopped at the budget, not at the read timeout
-    assert elapsed < 2.5
+    # Then it stopped at the budget, not at the read timeout (30 s) nor at the drip's end (100 s);
+    # the margin is wide so that a busy machine cannot fail it
+    assert elapsed < 10
 
 
 def test_a_server_that_stalls_before_answering_is_cut_at_the_budget():
     def stall(_seen: Seen) -> Any:
-        time.sleep(3)
+        time.sleep(15)
         return 200, {"Content-Length": "0"}, []
 
     server = LoopbackServer({"/v.mp4": stall})
@@ -473,4 +475,5 @@ def test_a_server_that_stalls_before_answering_is_cut_at_the_budget():
         started = time.monotonic()
         with pytest.raises(httpx.TimeoutException):
             fetch(local, f"http://127.0.0.1:{server.port}/v.mp4", budget_seconds=0.5)
-        assert time.monotonic() - started < 2.0
+        # Cut at the budget, long before the server would answer (15 s) or the read timeout (30 s)
+        assert time.monotonic() - started < 7.5

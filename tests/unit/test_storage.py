@@ -15,6 +15,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 from moto import mock_aws
 
+from local.inprocess import MOTO_CONFIG
 from tests.conftest import mp4_bytes
 from tests.template import bucket_lifecycle
 from videogen import aws, storage
@@ -100,7 +101,7 @@ class S3Calls:
 def video_bucket() -> Iterator[None]:
     """Just the video bucket as template.yaml defines it: storage touches nothing else."""
     videogen_context.reset()
-    with mock_aws():
+    with mock_aws(config=MOTO_CONFIG):
         s3().create_bucket(Bucket="videos")
         s3().put_bucket_lifecycle_configuration(Bucket="videos", LifecycleConfiguration=bucket_lifecycle())
         yield

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from moto import mock_aws
 
+from local import stepfunctions as harness
 from tests.conftest import create_aws_resources, load_event, mp4_bytes
-from tests.workflow import harness
 from videogen import context as videogen_context
 
 OFFICIAL = "https://official.provider.test"

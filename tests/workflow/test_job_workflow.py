@@ -17,8 +17,8 @@ import httpx
 import pytest
 import respx
 
+from local import stepfunctions as harness
 from tests.conftest import API_KEY, CALLBACK_KEYS, load_event, load_handler, mp4_bytes
-from tests.workflow import harness
 from tests.workflow.conftest import CDN, OFFICIAL, TASK, multipart_fields, open_uploads, stored_objects, submit
 from videogen.models import Job
 from videogen.operations.store import store_video

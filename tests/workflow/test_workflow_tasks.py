@@ -12,9 +12,9 @@ import httpx
 import pytest
 import respx
 
+from local import stepfunctions as harness
 from tests.conftest import API_KEY, invoke, load_event, mp4_bytes
 from tests.template import resource
-from tests.workflow import harness
 from tests.workflow.conftest import multipart_fields, submit
 from videogen import context as videogen_context
 from videogen.errors import InvalidRequest, ProviderUnavailable

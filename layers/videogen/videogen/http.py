@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import random
+import ssl
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -13,6 +15,15 @@ from .errors import ProviderUnavailable, ProviderUncertain
 from .settings import Settings
 
 RETRYABLE = frozenset({408, 425, 429, 500, 502, 503, 504})
+
+
+@functools.cache
+def default_ssl_context() -> ssl.SSLContext:
+    """httpx's default trust store (certifi, or ``SSL_CERT_FILE``), loaded once per process.
+
+    Loading it takes tens of milliseconds; every client of the process shares the context.
+    """
+    return httpx.create_ssl_context()
 
 
 def make_client(
@@ -27,7 +38,11 @@ def make_client(
         connect=settings.connect_timeout_seconds, read=read, write=read, pool=settings.connect_timeout_seconds
     )
     return httpx.Client(
-        timeout=timeout, follow_redirects=False, headers={"User-Agent": "videogen-pipeline/0.1"}, transport=transport
+        timeout=timeout,
+        follow_redirects=False,
+        headers={"User-Agent": "videogen-pipeline/0.1"},
+        transport=transport,
+        verify=default_ssl_context(),
     )
 
 

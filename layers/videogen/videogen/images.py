@@ -26,7 +26,6 @@ import struct
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import httpx
@@ -36,6 +35,7 @@ from .catalog import ImageRules, ResolvedSpec
 from .errors import InvalidRequest, TransferFailed
 from .models import CreateVideoRequest, InputImage
 from .settings import Settings
+from .storage import presigned_get
 
 CONTENT_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 EXTENSIONS = {"jpeg": "jpg", "png": "png", "webp": "webp"}
@@ -332,17 +332,7 @@ def delete_input_image(image: InputImage) -> None:
 
 def input_image_url(settings: Settings, image: InputImage) -> tuple[str, str]:
     """A presigned https GET URL a provider can fetch the image from, and when it expires."""
-    seconds = settings.input_image_url_expires_seconds
-    url = aws.client("s3").generate_presigned_url(
-        "get_object", Params={"Bucket": image.bucket, "Key": image.key}, ExpiresIn=seconds
-    )
-    expires = datetime.now(UTC) + timedelta(seconds=seconds)
-    return url, expires.isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def read_input_image(image: InputImage) -> bytes:
-    """The stored image's bytes (the official route uploads the file itself)."""
-    return aws.client("s3").get_object(Bucket=image.bucket, Key=image.key)["Body"].read()
+    return presigned_get(image.bucket, image.key, settings.input_image_url_expires_seconds)
 
 
 def file_name(image: InputImage) -> str:

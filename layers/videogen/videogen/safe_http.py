@@ -36,7 +36,7 @@ import httpcore
 import httpx
 
 from .errors import DeadlineExceeded, TransferFailed
-from .http import make_client
+from .http import default_ssl_context, make_client
 from .settings import Settings
 
 MAX_REDIRECTS = 3
@@ -295,7 +295,7 @@ class PinnedTransport(httpx.HTTPTransport):
     """
 
     def __init__(self, backend: PinnedBackend, *, ssl_context: ssl.SSLContext | None = None) -> None:
-        context = ssl_context or httpx.create_ssl_context()
+        context = ssl_context or default_ssl_context()
         super().__init__(verify=context, trust_env=False)
         self._pool = httpcore.ConnectionPool(
             ssl_context=context,

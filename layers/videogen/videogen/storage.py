@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -179,12 +180,13 @@ def _identity(response: httpx.Response) -> bool:
     return response.headers.get("content-encoding", "identity").lower() in ("", "identity")
 
 
+def presigned_get(bucket: str, key: str, seconds: int) -> tuple[str, str]:
+    """A presigned GET URL for an object and when it expires (ISO-8601): videos and input images."""
+    url = aws.client("s3").generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": key}, ExpiresIn=seconds)
+    expires = datetime.now(UTC) + timedelta(seconds=seconds)
+    return url, expires.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def presign(settings: Settings, video: StoredVideo) -> tuple[str, str]:
     """A presigned GET URL for a stored video and when it expires (ISO-8601)."""
-    from datetime import UTC, datetime, timedelta
-
-    url = aws.client("s3").generate_presigned_url(
-        "get_object", Params={"Bucket": video.bucket, "Key": video.key}, ExpiresIn=settings.presign_expires_seconds
-    )
-    expires = datetime.now(UTC) + timedelta(seconds=settings.presign_expires_seconds)
-    return url, expires.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return presigned_get(video.bucket, video.key, settings.presign_expires_seconds)

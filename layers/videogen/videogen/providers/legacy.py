@@ -7,9 +7,10 @@ non-streamed answer carries the same text in ``choices[0].message.content``.
 
 Three layers, each testable on its own:
 
-- :class:`SSEParser`: bytes in any chunking -> events (WHATWG rules: ``\\n``/``\\r\\n``/``\\r``
-  line ends, ``data:`` lines joined, comments skipped). Lines are split on bytes before
-  decoding, so a UTF-8 character cut between two network reads is never damaged.
+- :func:`sse_events`: bytes in any chunking -> events, parsed by ``httpx-sse`` (WHATWG rules:
+  ``\\n``/``\\r\\n``/``\\r`` line ends, ``data:`` lines joined, comments skipped; httpx's
+  incremental UTF-8 decoder never damages a character cut between two network reads), behind
+  a :class:`StreamGuard` that keeps the deadline and the 1 MiB event cap on every read.
 - :class:`ContentScanner`: the assistant's text, fed in pieces -> progress, video URL,
   failure text. The fenced JSON block echoing the prompt is skipped, so a prompt saying
   "failed" cannot fail a job.
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
+from httpx_sse import EventSource, ServerSentEvent
 
 from ..errors import InvalidRequest, ProviderRejected
 from ..http import RETRYABLE, send_once
@@ -56,103 +58,72 @@ BARE_MP4 = re.compile(r"https://[^\s)\]<>\"']+\.mp4(?:\?[^\s)\]<>\"']*)?", re.IG
 FAILURE = re.compile(r"❌|\bfail(?:ed|ure)?\b|\berror\b|\brejected\b|失败|错误", re.IGNORECASE)
 MAX_JSON_ANSWER_BYTES = 1024 * 1024
 MAX_EVENT_BYTES = 1024 * 1024
+BOM = b"\xef\xbb\xbf"
 
 
 # -- Server-Sent Events -------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class SSEEvent:
-    """One dispatched event: its type (``message`` unless named), data, and last event id."""
+class StreamGuard:
+    """The raw stream, watched: each chunk is checked against the deadline and the event size cap.
 
-    data: str
-    event: str = "message"
-    id: str | None = None
+    ``httpx-sse`` parses the events; it buffers a line until its end comes, so this guard caps
+    what may arrive between two events (1 MiB, about one read of slack) and checks the
+    deadline on every read, events or not. It also drops a leading UTF-8 byte order mark, as
+    the SSE standard says (``httpx-sse`` does not), and ends the stream with a blank line.
+    """
 
+    def __init__(self, chunks: Iterable[bytes], deadline: float | None = None) -> None:
+        self.chunks = chunks
+        self.deadline = deadline
+        self.since_event = 0
 
-class SSEParser:
-    """Incremental SSE parser: :meth:`feed` bytes as they arrive, get complete events back."""
+    def event_seen(self) -> None:
+        self.since_event = 0
 
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._data: list[str] = []
-        self._event = ""
-        self._last_id: str | None = None
-        self._first_line = True
-
-    def feed(self, chunk: bytes) -> list[SSEEvent]:
-        """Consume ``chunk``; return the events it completed (possibly none)."""
-        self._buffer += chunk
-        events: list[SSEEvent] = []
-        start = 0
-        buffer = self._buffer
-        while True:
-            newline = _line_end(buffer, start)
-            if newline is None:
-                break
-            end, after = newline
-            event = self._line(bytes(buffer[start:end]))
-            if event is not None:
-                events.append(event)
-            start = after
-        del self._buffer[:start]
-        if len(self._buffer) > MAX_EVENT_BYTES or sum(len(d) for d in self._data) > MAX_EVENT_BYTES:
-            raise ValueError("SSE event is larger than 1 MiB")
-        return events
-
-    def close(self) -> list[SSEEvent]:
-        """End of stream: finish a last line and event that lack their terminating blank line."""
-        events: list[SSEEvent] = []
-        if self._buffer:
-            rest = bytes(self._buffer)
-            self._buffer.clear()
-            event = self._line(rest.rstrip(b"\r"))
-            if event is not None:
-                events.append(event)
-        event = self._dispatch()
-        if event is not None:
-            events.append(event)
-        return events
-
-    def _line(self, raw: bytes) -> SSEEvent | None:
-        line = raw.decode("utf-8", errors="replace")
-        if self._first_line:
-            self._first_line = False
-            line = line.removeprefix("\ufeff")
-        if line == "":
-            return self._dispatch()
-        if line.startswith(":"):
-            return None  # comment / keep-alive
-        name, sep, value = line.partition(":")
-        if sep and value.startswith(" "):
-            value = value[1:]
-        if name == "data":
-            self._data.append(value)
-        elif name == "event":
-            self._event = value
-        elif name == "id" and "\0" not in value:
-            self._last_id = value
-        return None
-
-    def _dispatch(self) -> SSEEvent | None:
-        if not self._data:
-            self._event = ""
-            return None
-        event = SSEEvent(data="\n".join(self._data), event=self._event or "message", id=self._last_id)
-        self._data = []
-        self._event = ""
-        return event
+    def __iter__(self) -> Iterator[bytes]:
+        head: bytes | None = b""  # the first bytes, until it is clear whether they are a BOM
+        tail = b""
+        for chunk in self.chunks:
+            if self.deadline is not None and time.monotonic() > self.deadline:
+                raise _DeadlinePassed
+            if self.since_event > MAX_EVENT_BYTES:
+                raise ValueError("SSE event is larger than 1 MiB")
+            self.since_event += len(chunk)
+            if head is not None:
+                head += chunk
+                if len(head) < len(BOM) and BOM.startswith(head):
+                    continue
+                chunk, head = head.removeprefix(BOM), None
+            if chunk:
+                tail = (tail + chunk)[-4:]
+                yield chunk
+        if head:
+            tail = head = head[-4:]
+            yield head
+        end = _blank_line_after(tail)
+        if end:
+            yield end
 
 
-def _line_end(buffer: bytearray, start: int) -> tuple[int, int] | None:
-    """Where the next line ends (index of its terminator) and where the following one starts."""
-    lf = buffer.find(b"\n", start)
-    cr = buffer.find(b"\r", start)
-    if cr == -1 or (lf != -1 and lf < cr):
-        return None if lf == -1 else (lf, lf + 1)
-    if cr + 1 < len(buffer):
-        return (cr, cr + 2) if buffer[cr + 1] == 0x0A else (cr, cr + 1)
-    return None  # a CR at the very end may be the first half of CRLF: wait for more bytes
+def _blank_line_after(tail: bytes) -> bytes:
+    """What ends a stream whose last bytes are ``tail`` with a blank line, so that a last event
+    lacking it is still delivered (the SSE standard would drop it; a provider's last chunk
+    may carry the video link)."""
+    lines = tail.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+    if not tail or lines.endswith(b"\n\n"):
+        return b""
+    if tail.endswith(b"\r") or not lines.endswith(b"\n"):
+        return b"\n\n"  # a lone CR may be half a CRLF: LF then LF
+    return b"\n"
+
+
+def sse_events(guard: StreamGuard) -> Iterator[ServerSentEvent]:
+    """The events of an ``text/event-stream`` body (UTF-8, any chunking), parsed by ``httpx-sse``."""
+    body = httpx.Response(200, headers={"content-type": "text/event-stream; charset=utf-8"}, content=iter(guard))
+    for event in EventSource(body).iter_sse():
+        guard.event_seen()
+        yield event
 
 
 # -- the assistant's text ------------------------------------------------------------------
@@ -230,7 +201,7 @@ class ChatStream:
     finished: bool = False
     done: bool = False
 
-    def event(self, event: SSEEvent) -> None:
+    def event(self, event: ServerSentEvent) -> None:
         """Apply one SSE event (``data: [DONE]`` ends the stream)."""
         if event.data.strip() == DONE:
             self.done = True
@@ -370,10 +341,8 @@ class LegacyApi(ProviderClient):
         ended_early: str | None = None
         try:
             if "json" not in response.headers.get("content-type", "").lower():
-                parser = SSEParser()
-                for events in _events(parser, response.iter_bytes(), deadline):
-                    for event in events:
-                        state.event(event)
+                for event in sse_events(StreamGuard(response.iter_bytes(), deadline)):
+                    state.event(event)
                     if state.provider_id and not reported_id and on_provider_id is not None:
                         on_provider_id(state.provider_id)
                         reported_id = True
@@ -405,14 +374,6 @@ class LegacyApi(ProviderClient):
 
 class _DeadlinePassed(Exception):
     pass
-
-
-def _events(parser: SSEParser, chunks: Iterable[bytes], deadline: float) -> Iterator[list[SSEEvent]]:
-    for chunk in chunks:
-        if time.monotonic() > deadline:
-            raise _DeadlinePassed
-        yield parser.feed(chunk)
-    yield parser.close()
 
 
 def _json_answer(response: httpx.Response) -> Any:

@@ -1,4 +1,4 @@
-"""Make moto's DynamoDB apply each request atomically, as DynamoDB does.
+"""Make moto's DynamoDB apply each request atomically, as DynamoDB does (in-process and server mode).
 
 DynamoDB evaluates a condition and applies the write of one request as a single atomic step;
 that is what the repository's conditional writes, the store lease and Powertools idempotency
@@ -6,6 +6,8 @@ rely on. moto emulates a request in the calling thread with no lock, so under th
 concurrency two conditional writes can both pass their check, which real DynamoDB never
 allows. Tests (and the load script) that run requests concurrently on in-process moto
 serialize its DynamoDB request handling with this, and so test our code, not moto's races.
+The local stack's moto server holds it for its whole life (its requests arrive on threads too).
+``DynamoHandler.call_action`` is moto's own dispatch (moto is pinned in requirements-dev.txt).
 """
 
 from __future__ import annotations

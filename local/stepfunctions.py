@@ -1,45 +1,42 @@
-"""Run the real ``statemachine/job.asl.json`` in moto's Step Functions engine.
+"""The real ``statemachine/job.asl.json`` in moto's in-process Step Functions engine.
 
 moto (5.2, ``execute_state_machine`` on) interprets the ASL for real: Wait, Choice, Task,
-Retry, Catch. Its Lambda Task states call moto's Lambda service; with ``use_docker`` off that
-ends in ``LambdaSimpleBackend.invoke(self, function_name, qualifier, body, headers,
-response_headers)``, which returns the response bytes. :class:`LambdaRouter` replaces it and
-runs our real handlers in-process; an exception becomes an ``Unhandled`` function error whose
-``errorType`` is the exception's class name, as in AWS Lambda, so the ASL's
-``Retry``/``Catch`` match it by name. The state machine's substitutions and the functions
-behind them are read from template.yaml, so the tests cannot drift from the template.
+Retry, Catch. Its Lambda tasks reach the real handlers, run in this process, through
+``local.bridge``; :class:`LambdaRouter` records every invocation. The state machine's
+substitutions and the functions behind them are read from template.yaml (``local.template``,
+as the local stack does), so the tests cannot drift from the template.
 
-Used by ``tests/workflow`` and by ``scripts/transitions.py``.
+Used by ``tests/workflow`` (and the other tests that run the workflow) and by
+``scripts/transitions.py``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import threading
 import time
-import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
 import boto3
-from moto.awslambda_simple.models import LambdaSimpleBackend
 from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
 
-from tests.conftest import FakeContext, load_handler
-from tests.conftest import invoke as conftest_invoke
-from tests.template import resource, template
+from local import bridge, inprocess
+from local import template as cfn
+from local.bridge import LambdaBridge, function_name
+from local.inprocess import FakeContext, load_handler
+from local.inprocess import invoke as inprocess_invoke
 
-ROOT = Path(__file__).resolve().parents[2]
-ASL_PATH = ROOT / "statemachine" / "job.asl.json"
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
-MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+# moto with Step Functions executing and Lambda without Docker (local.bridge runs the handlers).
+MOTO_CONFIG: Any = {**inprocess.MOTO_CONFIG, **bridge.MOTO_CONFIG}
+STATE_MACHINE = "JobStateMachine"
+ASL_PATH = cfn.state_machines()[STATE_MACHINE].definition_path
 STATE_MACHINE_NAME = "videogen-jobs"
 
 # One handler invocation at a time in this process, as in Lambda (one event per execution
@@ -49,9 +46,9 @@ HANDLERS_LOCK = threading.RLock()
 
 
 def invoke(function: str, event: dict[str, Any]) -> dict[str, Any]:
-    """:func:`tests.conftest.invoke`, serialized with the workflow's task invocations."""
+    """:func:`local.inprocess.invoke`, serialized with the workflow's task invocations."""
     with HANDLERS_LOCK:
-        return conftest_invoke(function, event)
+        return inprocess_invoke(function, event)
 
 
 @dataclass(frozen=True)
@@ -68,32 +65,20 @@ class TaskFunction:
 
 
 def task_functions() -> dict[str, TaskFunction]:
-    """``DefinitionSubstitutions`` of ``JobStateMachine`` -> the functions they name."""
-    props = resource("JobStateMachine")["Properties"]
-    globals_timeout = _template_globals().get("Timeout", 3)
-    functions: dict[str, TaskFunction] = {}
-    for name, value in props["DefinitionSubstitutions"].items():
+    """``DefinitionSubstitutions`` of the state machine -> the functions they name."""
+    functions = cfn.functions()
+    found: dict[str, TaskFunction] = {}
+    for name, value in cfn.state_machines()[STATE_MACHINE].substitutions.items():
         logical_id = value["Fn::GetAtt"][0]
-        function = resource(logical_id)["Properties"]
-        handler = Path(function["CodeUri"].rstrip("/")).name
-        functions[name] = TaskFunction(logical_id, handler, int(function.get("Timeout", globals_timeout)))
-    return functions
-
-
-def _template_globals() -> dict[str, Any]:
-    return dict(template().get("Globals", {}).get("Function", {}))
+        function = functions[logical_id]
+        found[name] = TaskFunction(logical_id, function.code_dir.name, function.timeout)
+    return found
 
 
 def definition(functions: dict[str, TaskFunction] | None = None) -> str:
-    """The ASL text with every ``${Name}`` substituted as CloudFormation would."""
+    """The ASL text with every ``${Name}`` substituted as CloudFormation would (unknown names fail)."""
     functions = functions or task_functions()
-    text = ASL_PATH.read_text()
-    missing = sorted(set(re.findall(r"\$\{(\w+)\}", text)) - set(functions))
-    if missing:
-        raise AssertionError(f"ASL placeholders without a DefinitionSubstitution in template.yaml: {missing}")
-    for name, function in functions.items():
-        text = text.replace("${" + name + "}", function.arn)
-    return text
+    return cfn.substitute_definition(ASL_PATH.read_text(), {n: f.arn for n, f in functions.items()})
 
 
 @dataclass
@@ -106,36 +91,31 @@ class Invocation:
 
 @dataclass
 class LambdaRouter:
-    """Routes moto's Lambda invocations to the real handlers; records every invocation."""
+    """Finds the handler behind a Task state's function (for ``local.bridge``); records every invocation."""
 
     functions: dict[str, TaskFunction]
     invocations: list[Invocation] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def invoke(self, function_name: str, body: Any) -> tuple[bytes, str | None]:
-        # An ARN (possibly with a qualifier) or a bare name -> the function's name.
-        name = function_name.split(":function:")[-1].split(":")[0]
+    def find(self, name_or_arn: str) -> Any:
+        name = function_name(name_or_arn)
         function = next((f for f in self.functions.values() if f.arn.endswith(f":function:{name}")), None)
         if function is None:
-            return json.dumps({"errorType": "ResourceNotFoundException", "errorMessage": name}).encode(), "Unhandled"
-        event = json.loads(body) if body else {}
+            return None
+        return lambda event: self._run(function, name, event)
+
+    def _run(self, function: TaskFunction, name: str, event: Any) -> Any:
         record = Invocation(function.handler, event)
         with self._lock:
             self.invocations.append(record)
         context = FakeContext(function_name=name, invoked_function_arn=function.arn, remaining_ms=function.timeout * 1000)
         try:
             with HANDLERS_LOCK:
-                result = load_handler(function.handler).lambda_handler(event, context)
+                record.result = load_handler(function.handler).lambda_handler(event, context)
         except Exception as exc:
             record.error = type(exc).__name__
-            payload = {
-                "errorType": type(exc).__name__,
-                "errorMessage": str(exc),
-                "stackTrace": traceback.format_tb(exc.__traceback__),
-            }
-            return json.dumps(payload).encode(), "Unhandled"
-        record.result = result
-        return json.dumps(result).encode(), None
+            raise
+        return record.result
 
     def warm_up(self) -> None:
         """Import every handler now, so the first invocation is not slowed by imports."""
@@ -147,15 +127,7 @@ class LambdaRouter:
 
     @contextmanager
     def installed(self) -> Iterator[LambdaRouter]:
-        router = self
-
-        def invoke(backend: Any, function_name: str, qualifier: Any, body: Any, headers: Any, response_headers: Any) -> bytes:
-            payload, function_error = router.invoke(function_name, body)
-            if function_error:
-                response_headers["x-amz-function-error"] = function_error
-            return payload
-
-        with mock.patch.object(LambdaSimpleBackend, "invoke", invoke):
+        with LambdaBridge(self.find).installed():
             yield self
 
 
