@@ -40,6 +40,7 @@ ENV = {
     "OFFICIAL_API_KEY_SECRET": "videogen/official-api-key",
     "LEGACY_API_KEY_SECRET": "videogen/legacy-api-key",
     "CALLBACK_SECRET": "videogen/callback-keys",
+    "WEBHOOK_SECRET": "videogen/webhook-keys-base",
     "IDEMPOTENCY_TABLE": "idempotency",
     # The test world's result files live on the providers' CDN hosts (cdn.provider.test).
     "DOWNLOAD_ALLOWED_HOSTS": "*.provider.test",
@@ -54,6 +55,8 @@ ENV = {
 # with it the service models it has loaded (JSON files read again: about 0.1 s per client).
 # Keeping the session keeps only those models: moto still starts each context empty.
 MOTO_CONFIG: Any = {"core": {**default_user_config["core"], "reset_boto3_session": False}}
+# Standard Webhooks keys are base64 (the receiver's key is "whsec_" + this).
+WEBHOOK_KEYS = {"active": "v1", "v1": "dGVzdC13ZWJob29rLWtleS12MS0zMmJ5dGVzISEhIQ=="}
 CALLBACK_KEYS = {"active": "v1", "v1": "test-callback-key-v1"}
 API_KEY = "sk-test-provider-key"
 
@@ -94,6 +97,7 @@ def create_aws_resources() -> None:
     s3.put_bucket_lifecycle_configuration(Bucket=os.environ["VIDEO_BUCKET"], LifecycleConfiguration=bucket_lifecycle())
     sm = boto3.client("secretsmanager")
     sm.create_secret(Name=os.environ["CALLBACK_SECRET"], SecretString=json.dumps(CALLBACK_KEYS))
+    sm.create_secret(Name=os.environ["WEBHOOK_SECRET"], SecretString=json.dumps(WEBHOOK_KEYS))
     for name in ("TASK_API_KEY_SECRET", "OFFICIAL_API_KEY_SECRET", "LEGACY_API_KEY_SECRET"):
         sm.create_secret(Name=os.environ[name], SecretString=json.dumps({"api_key": API_KEY}))
 

@@ -34,7 +34,7 @@ os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 OUTPUT = ROOT / "docs" / "openapi.json"
-HANDLERS = ("submit", "status")
+HANDLERS = ("submit", "status", "webhooks")
 TITLE = "videogen API"
 VERSION = "1.0"
 DESCRIPTION = (
@@ -62,6 +62,11 @@ SUCCESS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
             },
             "required": ["jobs", "next_token"],
         },
+    ),
+    ("get", "/webhooks/secret"): (
+        "200",
+        "The deployment's webhook signing key, {\"key\": \"whsec_...\"}, for verifying deliveries.",
+        {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]},
     ),
     ("get", "/models"): (
         "200",

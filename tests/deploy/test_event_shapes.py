@@ -226,6 +226,9 @@ def test_the_http_handlers_answer_the_generated_samples(ctx, context, sample_nam
         elif (method, route) == ("POST", "/callbacks/{id}"):
             answer = invoke(function, on_sample(sample_name, method, route, "/callbacks/nope", "{}", {"token": "x"}), context)
             assert answer["statusCode"] == 401, answer
+        elif route == "/webhooks/secret":
+            answer = invoke(function, on_sample(sample_name, method, route, route, None), context)
+            assert answer["statusCode"] == 200 and answer["json"]["key"].startswith("whsec_"), answer
         elif route == "/models":
             answer = invoke(function, on_sample(sample_name, method, route, route, None), context)
             assert answer["statusCode"] == 200 and "routes" in answer["json"], answer
