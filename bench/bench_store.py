@@ -172,6 +172,13 @@ def worker(mode: str, size: int, video_base: str, parts_in_flight: int) -> dict[
         allow_insecure_downloads_for_local_stack=True,
     )
     downloader = SafeDownloader(settings)
+    # moto on a shared machine can take longer than the pipeline's 30 s read timeout to join
+    # a 1 GiB upload; a timed-out CompleteMultipartUpload would be retried while moto is still
+    # running the first one (which then fails). Every mode uses this same client.
+    from botocore.config import Config
+
+    aws._S3_CONFIG = aws._S3_CONFIG.merge(Config(read_timeout=BUDGET_SECONDS, retries={"mode": "standard", "max_attempts": 1}))
+    aws.reset_clients()
     s3 = aws.client("s3")
     metadata = {"job-id": "bench", "route": "bench", "model": "bench"}
 
