@@ -31,7 +31,7 @@ define check_python
 		|| { echo "$(PYTHON) is not Python 3.11 (set PYTHON=/path/to/python3.11)" >&2; exit 1; }
 endef
 
-$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt
+$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt layers/videogen/requirements-xray.txt
 	$(check_python)
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install $(PIP_FLAGS) -r requirements-dev.txt
