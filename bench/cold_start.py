@@ -171,19 +171,22 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--runs", type=int, default=7, help="runs of each, per handler")
     parser.add_argument("--tracing", choices=("Active", "PassThrough"), default="Active", help="the Tracing parameter")
     parser.add_argument("--built", action="store_true", help="the built layer and the runtime's boto3 only (python -S)")
+    parser.add_argument("--layer-dir", type=Path, default=BUILT_LAYER, help="with --built: the built layer's python directory")
     parser.add_argument("--only", default="", help="comma-separated handler names (default: all)")
     args = parser.parse_args(argv)
     only = {name for name in args.only.split(",") if name}
-    layer = BUILT_LAYER if args.built else ROOT / "layers" / "videogen"
+    layer = args.layer_dir.resolve() if args.built else ROOT / "layers" / "videogen"
     if not (layer / "videogen").is_dir():
         parser.error(f"{layer} holds no videogen package (run `make build` first)")
     search = [str(layer)]
     python = [sys.executable]
+    # Lambda's /opt is read-only: a cold start cannot cache the bytecode it compiles.
+    no_cache = {"PYTHONDONTWRITEBYTECODE": "1"} if args.built else {}
     if args.built:
         search.append(str(runtime_dir()))
         python.append("-S")
 
-    where = "built layer + runtime boto3 only (python -S)" if args.built else "layers/videogen + the dev venv"
+    where = f"built layer {layer} + runtime boto3 only (python -S)" if args.built else "layers/videogen + the dev venv"
     print(f"python {sys.version.split()[0]}; {where}; Tracing={args.tracing}; {args.runs} alternating runs each")
     header = f"{'handler':<10} | {'import app ms':>13} | {'baseline ms':>11} | {'ratio':>6}"
     print(header)
@@ -194,7 +197,7 @@ def main(argv: list[str]) -> int:
     for name, logical_id, code_dir in handlers():
         if only and name not in only:
             continue
-        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join([str(code_dir), *search])}
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONPATH": os.pathsep.join([str(code_dir), *search])} | no_cache
         env |= function_environment(logical_id, code_dir, args.tracing)
         mine, theirs, ratio = compare(python, "import app", BASELINE, code_dir, env, args.runs)
         worst = max(worst, ratio)
