@@ -58,7 +58,7 @@ validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint) on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
 
 build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/
-	$(SAM_VENV)/bin/sam build --template-file template.yaml
+	LAYER_PYTHON="$(abspath $(SAM_VENV))/bin/python" $(SAM_VENV)/bin/sam build --template-file template.yaml
 
 bench: $(VENV_STAMP) ## Run every bench/*.py with its defaults
 	@shopt -s nullglob; scripts=(bench/*.py); \
