@@ -66,7 +66,7 @@ define make_venv
 	fi
 endef
 
-$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt client/pyproject.toml functions/probe/requirements.txt
+$(VENV_STAMP): requirements-dev.txt layers/videogen/requirements.txt layers/videogen/requirements-xray.txt client/pyproject.toml functions/probe/requirements.txt
 	$(call make_venv,$(VENV),the development dependencies and the videogen client,-r requirements-dev.txt -e client/)
 	@touch $@
 
@@ -95,7 +95,7 @@ validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint), then the cfn-lint-serv
 	$(SAM_VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
 
 build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/, then check sizes
-	$(SAM_VENV)/bin/sam build --template-file template.yaml
+	LAYER_PYTHON="$(abspath $(SAM_VENV))/bin/python" $(SAM_VENV)/bin/sam build --template-file template.yaml
 	$(SAM_VENV)/bin/python scripts/artifact_sizes.py
 
 bench: $(VENV_STAMP) ## Run every bench/*.py with its defaults

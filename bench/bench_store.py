@@ -1,31 +1,38 @@
-"""Benchmark: peak memory and throughput of the streaming store path.
+"""Benchmark: time and peak memory of storing a video, the project's way against two references.
 
-    python bench/bench_store.py [--sizes 64,256,512] [--part-mib 8] [--moto server|in-process]
+    python bench/bench_store.py [--sizes 256,1024] [--rounds 3] [--parts-in-flight N]
 
-Three kinds of process take part, so that only our code is measured:
+Three ways of moving one generated MP4 from an HTTP server into S3 are compared in one run:
 
-* an MP4 server (``serve-mp4``): a subprocess on 127.0.0.1 that generates each video on
-  the fly (an ``ftyp`` box, an ``mdat`` header, then one reused 1 MiB filler block), so the
-  video is never held whole in memory and the server's RSS is not ours;
-* a moto server (``serve-moto``): a subprocess running moto's S3. moto 5.2.5 keeps each
-  uploaded part in a ``SpooledTemporaryFile`` (rolled to disk above ~5 MiB), but
-  ``FakeMultipart.complete`` joins all parts into one ``bytearray`` and then ``bytes`` (two
-  full copies of the video) before storing the object. In-process (``mock_aws``) that cost
-  would be charged to the measured process, so by default moto runs out of process and the
-  worker reaches it through ``AWS_ENDPOINT_URL``. ``--moto in-process`` shows the difference;
-* one fresh worker per (size, mode), so its RSS high-water mark starts clean. The worker
-  imports everything, warms up once with a small multipart store (boto3 loads its models
-  and endpoint rules lazily: a one-time cost per Lambda container, not per transfer), resets
-  the high-water mark (``/proc/self/clear_refs`` = 5), runs the transfer and reports
-  ``VmHWM`` after minus ``VmRSS`` before.
+* ``naive``: the whole body read into memory (``response.read()``), then one ``put_object``;
+* ``sequential``: a plain 8 MiB stream: chunks gathered into one 8 MiB buffer, each full
+  buffer uploaded as a part with a blocking ``upload_part`` inside the read loop;
+* ``project``: ``videogen.storage.download_and_store``, the pipeline's store path (parts
+  uploaded on a small pool while the download goes on, ``store_parts_in_flight`` buffers).
 
-Modes: ``bare`` streams the download to nowhere through the pipeline's downloader
-(``safe_http.SafeDownloader``, an ``http.make_client`` client with a pinned transport);
-``store`` runs ``videogen.storage.download_and_store`` with that downloader into S3 and checks
-the stored object (size, content type, job metadata, no multipart upload left behind). The
-MP4 server is plain http on loopback, so the worker sets the development-only
-``allow_insecure_downloads_for_local_stack`` switch; nothing else about the path changes.
-Goal: peak RSS growth of ``store`` under 64 MiB at every size and flat as size grows.
+All three download through the pipeline's ``safe_http.SafeDownloader`` (the MP4 server is plain
+http on loopback, so the worker sets the development-only local-stack switch) and use the same
+boto3 S3 client configuration (``videogen.aws``). The runs alternate: every round runs each
+size in each mode once, the modes in a rotated order, each in a fresh worker process.
+
+Processes, so that only the measured code's memory is counted:
+
+* an MP4 server (``serve-mp4``) on 127.0.0.1 generates each video on the fly (an ``ftyp`` box,
+  an ``mdat`` header, then one reused 1 MiB filler block);
+* a moto server (``serve-moto``): moto's S3 in server mode, in its own process, reached through
+  ``AWS_ENDPOINT_URL``. (moto 5.2.5 joins all parts into two full copies on completion: in
+  process that would be charged to the worker);
+* one fresh worker per (round, size, mode). It imports everything, warms up with a 64 KiB
+  download and ``put_object`` (boto3 loads its models lazily: a once-per-container cost),
+  resets the RSS high-water mark (``/proc/self/clear_refs`` = 5), runs the transfer and
+  reports its time and ``VmHWM`` after minus ``VmRSS`` before; then checks the stored object.
+
+Prints one row per (size, mode): medians over the rounds of peak RSS growth and time, MiB/s,
+and time ÷ naive (median over rounds of the per-round ratio, both runs of a round being
+neighbours in time); then how long moto's ``CompleteMultipartUpload`` took (moto joins all
+parts into two full copies of the object there, work real S3 does not do in that call) and
+the ratio without it; last, ``RESULT size_mib=<largest> time_ratio=<x> rss_mib=<y>`` for the
+project's way at the largest size.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import argparse
 import gc
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -45,12 +53,11 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1024 * 1024
 BUCKET = "bench-videos"
-GOAL_MIB = 64.0
-# "Flat": the growth at the largest size may exceed the smallest size's by at most this much.
-FLAT_TOLERANCE_MIB = 16.0
+MODES = ("naive", "sequential", "project")
+SEQUENTIAL_PART = 8 * MIB
 FILLER = 1 * MIB
-# Both modes run under a deadline, as the pipeline's transfers do (every read is clamped to it).
-BUDGET_SECONDS = 300.0
+# Every mode runs under the same deadline (the pipeline's reads are clamped to it).
+BUDGET_SECONDS = 600.0
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 AWS_ENV = {
     "AWS_DEFAULT_REGION": "us-east-1",
@@ -114,7 +121,7 @@ def serve_moto() -> None:
 
 
 @contextmanager
-def subprocess_server(role: str, env: dict[str, str] | None = None) -> Iterator[int]:
+def subprocess_server(role: str, env: dict[str, str]) -> Iterator[int]:
     """Start ``bench_store.py <role>``; yield the port it prints; stop it afterwards."""
     proc = subprocess.Popen([sys.executable, __file__, role], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -125,10 +132,10 @@ def subprocess_server(role: str, env: dict[str, str] | None = None) -> Iterator[
         yield int(line)
     finally:
         proc.terminate()
-        proc.wait(timeout=10)
+        proc.wait(timeout=30)
 
 
-# -- the measured worker (one fresh subprocess per size and mode) ---------------------------
+# -- the measured worker (one fresh subprocess per round, size and mode) --------------------
 
 
 def _status() -> dict[str, int]:
@@ -150,156 +157,189 @@ def _reset_high_water_mark() -> bool:
     return True
 
 
-def worker(mode: str, size: int, video_base: str, part_mib: int, moto: str) -> dict[str, Any]:
+def worker(mode: str, size: int, video_base: str, parts_in_flight: int) -> dict[str, Any]:
     sys.path.insert(0, str(ROOT / "layers" / "videogen"))
-    import boto3
-    from moto import mock_aws
-
     from videogen import aws
     from videogen.safe_http import SafeDownloader
     from videogen.settings import Settings
     from videogen.storage import CHUNK, download_and_store, video_key
 
-    # The local-stack switch is what lets the safe downloader fetch http://127.0.0.1.
     settings = Settings(
         video_bucket=BUCKET,
-        part_size_bytes=part_mib * MIB,
+        part_size_bytes=SEQUENTIAL_PART,
+        store_parts_in_flight=parts_in_flight,
         read_timeout_seconds=60,
         allow_insecure_downloads_for_local_stack=True,
     )
-    downloader = SafeDownloader(settings)  # built on http.make_client, as the pipeline's is
-    s3 = boto3.client("s3")
+    downloader = SafeDownloader(settings)
+    # moto on a shared machine can take longer than the pipeline's 30 s read timeout to join
+    # a 1 GiB upload; a timed-out CompleteMultipartUpload would be retried while moto is still
+    # running the first one (which then fails). Every mode uses this same client.
+    from botocore.config import Config
 
-    def bare(nbytes: int) -> int:
-        total = 0
+    aws._S3_CONFIG = aws._S3_CONFIG.merge(Config(read_timeout=BUDGET_SECONDS, retries={"mode": "standard", "max_attempts": 1}))
+    aws.reset_clients()
+    s3 = aws.client("s3")
+    metadata = {"job-id": "bench", "route": "bench", "model": "bench"}
+
+    def naive(nbytes: int, key: str) -> None:
+        with downloader.open(f"{video_base}/{nbytes}.mp4", budget_seconds=BUDGET_SECONDS) as response:
+            response.raise_for_status()
+            body = response.read()
+        s3.put_object(Bucket=BUCKET, Key=key, Body=body, ContentType="video/mp4", Metadata=metadata)
+
+    def sequential(nbytes: int, key: str) -> None:
+        upload_id = s3.create_multipart_upload(Bucket=BUCKET, Key=key, ContentType="video/mp4", Metadata=metadata)["UploadId"]
+        parts: list[dict[str, Any]] = []
+        buffer = bytearray()
+
+        def flush() -> None:
+            number = len(parts) + 1
+            answer = s3.upload_part(Bucket=BUCKET, Key=key, UploadId=upload_id, PartNumber=number, Body=buffer)
+            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+            buffer.clear()
+
         with downloader.open(f"{video_base}/{nbytes}.mp4", budget_seconds=BUDGET_SECONDS) as response:
             response.raise_for_status()
             for chunk in response.iter_raw(CHUNK):
-                total += len(chunk)
-        return total
+                buffer += chunk
+                if len(buffer) >= SEQUENTIAL_PART:
+                    flush()
+        if buffer:
+            flush()
+        s3.complete_multipart_upload(Bucket=BUCKET, Key=key, UploadId=upload_id, MultipartUpload={"Parts": parts})
 
-    def store(nbytes: int, job_id: str) -> int:
-        video = download_and_store(
+    def project(nbytes: int, key: str) -> None:
+        download_and_store(
             f"{video_base}/{nbytes}.mp4",
             settings=settings,
             downloader=downloader,
-            key=video_key(settings, job_id),
-            metadata={"job-id": job_id, "route": "bench", "model": "bench"},
+            key=key,
+            metadata=metadata,
             deadline=time.monotonic() + BUDGET_SECONDS,
         )
-        return video.bytes
 
-    with ExitStack() as stack:
-        if moto == "in-process":
-            stack.enter_context(mock_aws())
-            aws.reset_clients()
-            s3 = boto3.client("s3")
-            s3.create_bucket(Bucket=BUCKET)
+    run = {"naive": naive, "sequential": sequential, "project": project}[mode]
+    # moto's CompleteMultipartUpload joins every part into the object (two full copies, in the
+    # server's process): real S3 does not. Its share of the time is reported on its own.
+    completes: list[float] = []
+    s3.meta.events.register("before-call.s3.CompleteMultipartUpload", lambda **_: completes.append(-time.perf_counter()))
+    s3.meta.events.register("after-call.s3.CompleteMultipartUpload", lambda **_: completes.append(time.perf_counter()))
+    # Warm-up, the same for every mode: a small download and a single PUT.
+    naive(64 * 1024, "warm-up")
+    s3.delete_object(Bucket=BUCKET, Key="warm-up")
 
-        # Warm-up: a tiny single-PUT store, so boto3's lazily loaded S3 model and endpoint
-        # rules are not charged to the transfer; no part-sized buffer is allocated yet.
-        warm = 64 * 1024
-        if mode == "bare":
-            bare(warm)
-        else:
-            store(warm, "warm-up")
-            s3.delete_object(Bucket=BUCKET, Key=video_key(settings, "warm-up"))
+    key = video_key(settings, f"bench-{mode}-{size}")
+    gc.collect()
+    reset = _reset_high_water_mark()
+    before = _status()
+    started = time.perf_counter()
+    run(size, key)
+    seconds = time.perf_counter() - started
+    after = _status()
 
-        gc.collect()
-        reset = _reset_high_water_mark()
-        before = _status()
-        started = time.perf_counter()
-        job_id = f"bench-{size}"
-        moved = bare(size) if mode == "bare" else store(size, job_id)
-        seconds = time.perf_counter() - started
-        after = _status()
-
-        result: dict[str, Any] = {
-            "mode": mode,
-            "bytes": moved,
-            "seconds": seconds,
-            "growth": after["VmHWM"] - before["VmRSS"],
-            "baseline": before["VmRSS"],
-            "hwm_reset": reset,
-        }
-        if moved != size:
-            raise RuntimeError(f"{mode}: moved {moved} of {size} bytes")
-        if mode == "store":
-            key = video_key(settings, job_id)
-            head = s3.head_object(Bucket=BUCKET, Key=key)
-            leftover = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
-            if head["ContentLength"] != size or head["ContentType"] != "video/mp4" or leftover:
-                raise RuntimeError(f"stored object is wrong: {head['ContentLength']} bytes, {len(leftover)} open uploads")
-            if head["Metadata"].get("job-id") != job_id:
-                raise RuntimeError(f"stored object metadata is wrong: {head['Metadata']}")
-            result["parts"] = int(head["ETag"].strip('"').rpartition("-")[2] or 1)
-            s3.delete_object(Bucket=BUCKET, Key=key)
-    return result
+    head = s3.head_object(Bucket=BUCKET, Key=key)
+    leftover = s3.list_multipart_uploads(Bucket=BUCKET).get("Uploads", [])
+    if head["ContentLength"] != size or head["ContentType"] != "video/mp4" or leftover:
+        raise RuntimeError(f"{mode}: stored object is wrong: {head['ContentLength']} bytes, {len(leftover)} open uploads")
+    s3.delete_object(Bucket=BUCKET, Key=key)
+    return {
+        "mode": mode,
+        "seconds": seconds,
+        "growth": after["VmHWM"] - before["VmRSS"],
+        "baseline": before["VmRSS"],
+        "hwm_reset": reset,
+        "complete_seconds": sum(completes),
+        "parts": int(etag.rpartition("-")[2]) if "-" in (etag := head["ETag"].strip('"')) else 1,
+    }
 
 
 # -- the orchestrator -----------------------------------------------------------------------
 
 
-def run_worker(mode: str, size: int, video_base: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    command = [sys.executable, __file__, "worker", mode, str(size), video_base, str(args.part_mib), args.moto]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, check=False)
+def run_worker(mode: str, size: int, video_base: str, parts_in_flight: int, env: dict[str, str]) -> dict[str, Any]:
+    command = [sys.executable, __file__, "worker", mode, str(size), video_base, str(parts_in_flight)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=1800, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"worker {mode} {size} failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="64,256,512", help="video sizes in MiB, comma-separated")
-    parser.add_argument("--part-mib", type=int, default=8, help="PART_SIZE_BYTES in MiB (S3 minimum 5)")
-    parser.add_argument("--moto", choices=("server", "in-process"), default="server", help="where moto's S3 runs")
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--sizes", default="256,1024", help="video sizes in MiB, comma-separated")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (each runs every size and mode once)")
+    parser.add_argument("--modes", default=",".join(MODES), help="modes to run (naive must be one of them)")
+    parser.add_argument("--parts-in-flight", type=int, default=0, help="store_parts_in_flight (default: the setting's)")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    modes = [m for m in args.modes.split(",") if m]
+    if "naive" not in modes or not set(modes) <= set(MODES):
+        parser.error(f"--modes must include naive and be among {', '.join(MODES)}")
+    sys.path.insert(0, str(ROOT / "layers" / "videogen"))
+    from videogen.settings import Settings
+
+    parts_in_flight = args.parts_in_flight or Settings().store_parts_in_flight
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")} | AWS_ENV
+    results: dict[tuple[int, str], list[dict[str, Any]]] = {(size, mode): [] for size in sizes for mode in modes}
     with ExitStack() as stack:
-        video_port = stack.enter_context(subprocess_server("serve-mp4", env))
-        video_base = f"http://127.0.0.1:{video_port}"
-        if args.moto == "server":
-            moto_port = stack.enter_context(subprocess_server("serve-moto", env))
-            env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{moto_port}"
-            import boto3
+        video_base = f"http://127.0.0.1:{stack.enter_context(subprocess_server('serve-mp4', env))}"
+        env["AWS_ENDPOINT_URL"] = f"http://127.0.0.1:{stack.enter_context(subprocess_server('serve-moto', env))}"
+        import boto3
 
-            boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], **_boto_kwargs()).create_bucket(Bucket=BUCKET)
+        boto3.client("s3", endpoint_url=env["AWS_ENDPOINT_URL"], **_boto_kwargs()).create_bucket(Bucket=BUCKET)
 
-        print(f"store path: storage.download_and_store + safe_http.SafeDownloader; part size {args.part_mib} MiB; ", end="")
-        print(f"moto {'in a separate server process' if args.moto == 'server' else 'in the measured process (mock_aws)'}")
-        bare_head, store_head = "bare: peak RSS growth", "store: peak RSS growth"
-        print(f"{'size MiB':>8} | {bare_head:>21} {'MiB/s':>7} | {store_head:>22} {'MiB/s':>7} {'parts':>5}")
-        print("-" * 84)
-        rows = []
-        for size_mib in sizes:
-            size = size_mib * MIB
-            bare = run_worker("bare", size, video_base, args, env)
-            store = run_worker("store", size, video_base, args, env)
-            rows.append((size_mib, bare, store))
-            print(
-                f"{size_mib:>8} | {bare['growth'] / MIB:>17.1f} MiB {size_mib / bare['seconds']:>7.0f} | "
-                f"{store['growth'] / MIB:>18.1f} MiB {size_mib / store['seconds']:>7.0f} {store['parts']:>5}",
-                flush=True,
-            )
-        print("-" * 84)
-        baseline = rows[0][2]["baseline"] / MIB
-        print(f"worker RSS before the measured transfer (imports + warm-up): ~{baseline:.0f} MiB; ", end="")
-        print("high-water mark reset via /proc/self/clear_refs" if rows[0][2]["hwm_reset"] else "high-water mark NOT reset")
+        print(
+            f"moto S3 in its own server process; part size 8 MiB; project: store_parts_in_flight={parts_in_flight}; "
+            f"{args.rounds} alternating rounds",
+            flush=True,
+        )
+        for round_number in range(args.rounds):
+            for size_mib in sizes:
+                shift = round_number % len(modes)
+                for mode in modes[shift:] + modes[:shift]:
+                    outcome = run_worker(mode, size_mib * MIB, video_base, parts_in_flight, env)
+                    results[(size_mib, mode)].append(outcome)
+                    print(
+                        f"  round {round_number + 1} {size_mib:>5} MiB {mode:<10} {outcome['seconds']:6.2f} s "
+                        f"(complete {outcome['complete_seconds']:5.2f} s) peak RSS +{outcome['growth'] / MIB:7.1f} MiB",
+                        flush=True,
+                    )
 
-    growths = [store["growth"] / MIB for _, _, store in rows]
-    spread = max(growths) - min(growths)
-    under = all(g < GOAL_MIB for g in growths)
-    flat = spread <= FLAT_TOLERANCE_MIB
-    verdict = "PASS" if under and flat else "FAIL"
-    print(
-        f"{verdict}: store peak RSS growth max {max(growths):.1f} MiB (goal < {GOAL_MIB:.0f} MiB: {'ok' if under else 'over'}), "
-        f"spread across sizes {spread:.1f} MiB (flat if <= {FLAT_TOLERANCE_MIB:.0f} MiB: {'ok' if flat else 'not flat'})"
+    print()
+    header = (
+        f"{'size MiB':>8} | {'mode':<10} | {'peak RSS growth':>15} | {'time s':>7} | {'MiB/s':>6} | {'time / naive':>12} "
+        f"| {'moto complete s':>15} | {'rest / naive':>12}"
     )
-    if args.moto == "in-process":
-        print("note: in-process moto charges its own copies of the object to this process; the verdict is not about our code")
-    return 0 if verdict == "PASS" else 1
+    print(header)
+    print("-" * len(header))
+    summary: dict[tuple[int, str], tuple[float, float]] = {}
+    for size_mib in sizes:
+        naive_runs = results[(size_mib, "naive")]
+        for mode in modes:
+            runs = results[(size_mib, mode)]
+            growth = statistics.median(r["growth"] for r in runs) / MIB
+            seconds = statistics.median(r["seconds"] for r in runs)
+            pairs = list(zip(runs, naive_runs, strict=True))
+            ratio = statistics.median(r["seconds"] / n["seconds"] for r, n in pairs)
+            complete = statistics.median(r["complete_seconds"] for r in runs)
+            rest = statistics.median((r["seconds"] - r["complete_seconds"]) / n["seconds"] for r, n in pairs)
+            summary[(size_mib, mode)] = (ratio, growth)
+            print(
+                f"{size_mib:>8} | {mode:<10} | {growth:>11.1f} MiB | {seconds:>7.2f} | {size_mib / seconds:>6.0f} "
+                f"| {ratio:>11.2f}x | {complete:>15.2f} | {rest:>11.2f}x"
+            )
+    print("-" * len(header))
+    first = next(iter(results.values()))[0]
+    print(
+        f"medians of {args.rounds} rounds; worker RSS before a transfer (imports + warm-up) ~{first['baseline'] / MIB:.0f} MiB; "
+        + ("high-water mark reset via /proc/self/clear_refs" if first["hwm_reset"] else "high-water mark NOT reset")
+    )
+    if "project" in modes:
+        ratio, growth = summary[(sizes[-1], "project")]
+        print(f"RESULT size_mib={sizes[-1]} time_ratio={ratio:.2f} rss_mib={growth:.1f}")
+    return 0
 
 
 def _boto_kwargs() -> dict[str, str]:
@@ -312,7 +352,7 @@ if __name__ == "__main__":
     elif len(sys.argv) > 1 and sys.argv[1] == "serve-moto":
         serve_moto()
     elif len(sys.argv) > 1 and sys.argv[1] == "worker":
-        mode, size, base, part, where = sys.argv[2:7]
-        print(json.dumps(worker(mode, int(size), base, int(part), where)))
+        mode, size, base, in_flight = sys.argv[2:6]
+        print(json.dumps(worker(mode, int(size), base, int(in_flight))))
     else:
         sys.exit(main(sys.argv[1:]))

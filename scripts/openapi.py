@@ -65,7 +65,7 @@ SUCCESS: dict[tuple[str, str], tuple[str, str, dict[str, Any]]] = {
     ),
     ("get", "/webhooks/secret"): (
         "200",
-        "The deployment's webhook signing key, {\"key\": \"whsec_...\"}, for verifying deliveries.",
+        'The deployment\'s webhook signing key, {"key": "whsec_..."}, for verifying deliveries.',
         {"type": "object", "properties": {"key": {"type": "string"}}, "required": ["key"]},
     ),
     ("get", "/models"): (

@@ -22,9 +22,6 @@ def test_every_function_with_its_layers_is_under_the_unzipped_limit():
         assert with_layers < UNZIPPED_LIMIT_BYTES, name
 
 
-@pytest.mark.xfail(
-    strict=True, reason="aws-xray-sdk brings its own botocore until the layer change (issue 11, another helper) is merged"
-)
 def test_no_layer_ships_its_own_boto3_or_botocore():
     problems = [p for p in measure(BUILD).problems if "ships its own" in p]
     assert problems == []

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import gzip
+import random
+import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -71,6 +74,7 @@ class S3Calls:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.calls: list[tuple[str, dict[str, Any]]] = []
+        self.bodies: list[tuple[str, Any]] = []
         self.fail: Callable[[str, dict[str, Any]], None] = lambda name, kwargs: None
         client = s3()
         for name in (
@@ -84,7 +88,12 @@ class S3Calls:
 
     def _wrap(self, name: str, real: Callable[..., Any]) -> Callable[..., Any]:
         def call(**kwargs: Any) -> Any:
-            self.calls.append((name, kwargs))
+            # Part buffers are reused once uploaded: keep what each call sent, and the object.
+            record = dict(kwargs)
+            if "Body" in record:
+                self.bodies.append((name, record["Body"]))
+                record["Body"] = bytes(record["Body"])
+            self.calls.append((name, record))
             self.fail(name, kwargs)
             return real(**kwargs)
 
@@ -475,3 +484,199 @@ def test_deadline_not_reached_completes(s3_calls, monkeypatch):
 
     assert video.bytes == len(body)
     assert s3_calls.names()[-1] == "complete_multipart_upload"
+
+
+# -- overlapped parts: bounded, ordered, aborted as a whole ----------------------------------
+
+
+def varied_mp4(size: int) -> bytes:
+    """An MP4 whose filler differs everywhere, so a part stored in the wrong place shows."""
+    head = mp4_bytes(24)
+    return head + random.Random(size).randbytes(size - len(head))
+
+
+class PartGate:
+    """Holds every ``upload_part`` until released; counts how many run at once."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Condition()
+        self.running = 0
+        self.most = 0
+        self.open = threading.Event()
+
+    def __call__(self, name: str, kwargs: dict[str, Any]) -> None:
+        if name != "upload_part":
+            return
+        with self.lock:
+            self.running += 1
+            self.most = max(self.most, self.running)
+            self.lock.notify_all()
+        try:
+            assert self.open.wait(timeout=10), "upload_part was never released"
+        finally:
+            with self.lock:
+                self.running -= 1
+
+    def wait_until_running(self, count: int) -> bool:
+        with self.lock:
+            return self.lock.wait_for(lambda: self.running >= count, timeout=10)
+
+
+def test_parts_upload_while_the_download_goes_on_with_bounded_buffers(s3_calls):
+    # Given uploads that do not finish until released, and at most 3 parts in flight
+    gate = PartGate()
+    s3_calls.fail = gate
+    body = varied_mp4(8 * MIN_PART + 1234)
+    pulled = 0
+
+    def chunks() -> Iterator[bytes]:
+        nonlocal pulled
+        for chunk in pieces(body):
+            pulled += len(chunk)
+            yield chunk
+
+    seen: dict[str, Any] = {}
+
+    def release_when_full() -> None:
+        # The reader has 3 buffers out (filled, uploading); it must now wait, not read on.
+        seen["full"] = gate.wait_until_running(3)
+        time.sleep(0.2)  # room for a reader that ignored the bound to overrun it
+        seen["pulled"] = pulled
+        gate.open.set()
+
+    releaser = threading.Thread(target=release_when_full)
+    releaser.start()
+    try:
+        video = upload_stream(
+            chunks(),
+            settings=make_settings(part_size_bytes=MIN_PART, store_parts_in_flight=3),
+            key=KEY,
+            metadata=METADATA,
+            expected_bytes=len(body),
+        )
+    finally:
+        gate.open.set()
+        releaser.join()
+
+    # Then 3 parts were uploading at once, the reader stopped one chunk past 3 parts' worth,
+    # and never more than 3 part buffers existed (each handed to S3 as it is, no copy)
+    assert seen["full"] is True
+    assert gate.most == 3
+    assert seen["pulled"] <= 3 * MIN_PART + CHUNK
+    part_bodies = [b for name, b in s3_calls.bodies if name == "upload_part"]
+    assert all(isinstance(b, bytearray) for b in part_bodies)
+    assert len({id(b) for b in part_bodies}) == 3
+    assert video.bytes == len(body)
+    assert s3().get_object(Bucket="videos", Key=KEY)["Body"].read() == body
+    assert open_uploads() == []
+
+
+def test_one_part_in_flight_uploads_one_part_at_a_time(s3_calls):
+    gate = PartGate()
+    gate.open.set()
+    s3_calls.fail = gate
+    body = varied_mp4(3 * MIN_PART + 5)
+
+    upload_stream(
+        pieces(body), settings=make_settings(part_size_bytes=MIN_PART, store_parts_in_flight=1), key=KEY, metadata=METADATA
+    )
+
+    assert gate.most == 1
+    assert s3_calls.part_sizes() == [MIN_PART, MIN_PART, MIN_PART, 5]
+    assert s3().get_object(Bucket="videos", Key=KEY)["Body"].read() == body
+
+
+def test_parts_finishing_out_of_order_are_completed_in_order(s3_calls):
+    # Given part 1 finishes only after parts 2 and 3 have finished
+    later_parts_done = threading.Event()
+    finished: list[int] = []
+    real_upload = s3().upload_part
+
+    def upload_part(**kwargs: Any) -> Any:
+        if kwargs["PartNumber"] == 1:
+            assert later_parts_done.wait(timeout=10)
+        answer = real_upload(**kwargs)
+        finished.append(kwargs["PartNumber"])
+        if {2, 3} <= set(finished):
+            later_parts_done.set()
+        return answer
+
+    s3_calls_upload = s3_calls._wrap("upload_part", upload_part)
+    setattr(s3(), "upload_part", s3_calls_upload)  # noqa: B010 - the fixture's wrapper, around this one
+    body = varied_mp4(3 * MIN_PART + 777)
+
+    upload_stream(
+        pieces(body, 100_003),
+        settings=make_settings(part_size_bytes=MIN_PART, store_parts_in_flight=4),
+        key=KEY,
+        metadata=METADATA,
+        expected_bytes=len(body),
+    )
+
+    # Then part 1 really finished last, yet the upload lists parts 1..4 with their own ETags
+    assert finished[-1] == 1 or finished.index(1) > finished.index(3)
+    complete = next(kwargs for name, kwargs in s3_calls.calls if name == "complete_multipart_upload")
+    assert [p["PartNumber"] for p in complete["MultipartUpload"]["Parts"]] == [1, 2, 3, 4]
+    sent = {kwargs["PartNumber"]: kwargs["Body"] for name, kwargs in s3_calls.calls if name == "upload_part"}
+    assert b"".join(sent[n] for n in (1, 2, 3, 4)) == body
+    assert s3().get_object(Bucket="videos", Key=KEY)["Body"].read() == body
+    assert open_uploads() == []
+
+
+def test_part_failing_while_others_upload_aborts_after_they_end_and_leaves_nothing(s3_calls):
+    # Given S3 refuses part 2 while parts 1 and 3 are still uploading
+    events: list[str] = []
+    lock = threading.Lock()
+    part_3_started = threading.Event()
+    real = {name: getattr(s3(), name) for name in ("upload_part", "abort_multipart_upload")}
+
+    def upload_part(**kwargs: Any) -> Any:
+        number = kwargs["PartNumber"]
+        with lock:
+            events.append(f"start {number}")
+        try:
+            if number == 3:
+                part_3_started.set()
+            if number == 2:
+                assert part_3_started.wait(timeout=10)
+                raise ClientError(
+                    {"Error": {"Code": "InternalError", "Message": "We encountered an internal error."}}, "UploadPart"
+                )
+            if number in (1, 3):
+                time.sleep(0.2)  # still running when part 2 fails
+            return real["upload_part"](**kwargs)
+        finally:
+            with lock:
+                events.append(f"end {number}")
+
+    def abort(**kwargs: Any) -> Any:
+        with lock:
+            events.append("abort")
+        return real["abort_multipart_upload"](**kwargs)
+
+    setattr(s3(), "upload_part", s3_calls._wrap("upload_part", upload_part))  # noqa: B010
+    setattr(s3(), "abort_multipart_upload", s3_calls._wrap("abort_multipart_upload", abort))  # noqa: B010
+    body = varied_mp4(10 * MIN_PART)
+
+    with pytest.raises(ClientError, match="InternalError"):
+        upload_stream(
+            pieces(body), settings=make_settings(part_size_bytes=MIN_PART, store_parts_in_flight=3), key=KEY, metadata=METADATA
+        )
+
+    # Then no part started after the failure was seen, every started part ended before the
+    # abort, the abort came last and exactly once, and nothing is stored or left open
+    assert events[-1] == "abort" and events.count("abort") == 1
+    started = {e.split()[1] for e in events if e.startswith("start")}
+    ended = {e.split()[1] for e in events[:-1] if e.startswith("end")}
+    assert started == ended
+    assert started <= {"1", "2", "3", "4"}
+    assert "complete_multipart_upload" not in s3_calls.names()
+    assert_nothing_left()
+
+
+def test_parts_in_flight_setting_is_bounded():
+    with pytest.raises(ValueError, match="store_parts_in_flight"):
+        Settings.from_env({"STORE_PARTS_IN_FLIGHT": "0"})
+    with pytest.raises(ValueError, match="store_parts_in_flight"):
+        Settings.from_env({"STORE_PARTS_IN_FLIGHT": "9"})
+    assert Settings.from_env({"STORE_PARTS_IN_FLIGHT": "2"}).store_parts_in_flight == 2

@@ -19,12 +19,14 @@ from .models import CreateVideoRequest, Orientation, Route
 from .settings import Settings
 
 BUILTIN = Path(__file__).with_name("catalog.json")
+# The catalog models are built (pydantic schemas) when the catalog is first loaded, not at
+# import: functions that never resolve a request (status, callbacks) do not pay for them.
 
 
 class ImageRules(BaseModel):
     """What an input image must be for one model (``"image": null``: no image-to-video)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     formats: list[Literal["jpeg", "png", "webp"]] = ["jpeg", "png", "webp"]
     max_bytes: int = 10 * 1024 * 1024
@@ -34,14 +36,14 @@ class ImageRules(BaseModel):
 class Price(BaseModel):
     """USD per call, or per second of video (one rate, or a rate per size); neither: unknown."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     per_call: float | None = None
     per_second: dict[str, float] | float | None = None
 
 
 class ModelSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     seconds: list[int]
     default_seconds: int
@@ -57,16 +59,22 @@ class ModelSpec(BaseModel):
 
 
 class RouteSpec(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     default_model: str
     models: dict[str, ModelSpec]
 
 
 class Catalog(BaseModel):
+    model_config = ConfigDict(defer_build=True)
+
     routes: dict[Route, RouteSpec]
 
 
 class ResolvedSpec(BaseModel):
     """A request checked against the catalog, with every default filled in."""
+
+    model_config = ConfigDict(defer_build=True)
 
     route: Route
     model: str

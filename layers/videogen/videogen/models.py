@@ -176,7 +176,9 @@ INTERNAL_FIELDS = {"owner", "store_lease_until", "expires_at", "video_probe", "w
 class CreateVideoRequest(BaseModel):
     """Body of ``POST /videos``; catalog rules (durations, sizes) are checked by the service."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Built on first use: only the submit function validates requests (a cold start of the
+    # others need not pay for its validators and patterns).
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     prompt: str = Field(min_length=1, max_length=10000)
     route: Route | None = None

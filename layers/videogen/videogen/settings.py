@@ -9,7 +9,7 @@ import os
 from functools import lru_cache
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, field_validator
+from pydantic import BaseModel, Field, field_validator
 
 from .models import Route
 
@@ -78,6 +78,9 @@ class Settings(BaseModel):
     allow_insecure_downloads_for_local_stack: bool = False
     max_video_bytes: int = 2 * 1024**3
     part_size_bytes: int = 8 * 1024 * 1024
+    # Part buffers alive at once while storing a video (the one being filled and those
+    # uploading): the store's memory is about this many times the part size. 1 = no overlap.
+    store_parts_in_flight: int = Field(default=3, ge=1, le=8)
     callback_budget_seconds: float = 25.0
     callback_max_body_bytes: int = 64 * 1024
     presign_expires_seconds: int = 3600
