@@ -92,7 +92,10 @@ test: lint $(SAM_STAMP) ## lint, then the whole test suite (in parallel: TEST_WO
 
 validate: $(SAM_STAMP) ## sam validate --lint (cfn-lint), then the cfn-lint-serverless rules, on template.yaml
 	$(SAM_VENV)/bin/sam validate --lint --template-file template.yaml
-	$(SAM_VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules
+	@# Justified exceptions: WS1000 wants the literal `Tracing: Active`, but tracing is the
+	@# `Tracing` parameter (default Active; PassThrough saves 0.2-0.3 s a cold start, README);
+	@# ES6000 wants a redrive policy on every queue, and the flagged ones are dead-letter queues.
+	$(SAM_VENV)/bin/cfn-lint template.yaml --append-rules cfn_lint_serverless.rules --ignore-checks WS1000 ES6000
 
 build: $(SAM_STAMP) ## sam build (functions and the videogen layer) into .aws-sam/, then check sizes
 	LAYER_PYTHON="$(abspath $(SAM_VENV))/bin/python" $(SAM_VENV)/bin/sam build --template-file template.yaml

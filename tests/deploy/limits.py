@@ -96,6 +96,9 @@ def resolve_worst(value: Any) -> str:
         return base if attribute in ("Arn", "Name", "TopicArn", "QueueUrl") else f"{base}/{attribute}"
     if "Fn::Sub" in value:
         return str(value["Fn::Sub"]) + "x" * 256
+    if "Fn::If" in value:  # either branch may be chosen: the longer one
+        _condition, when_true, when_false = value["Fn::If"]
+        return max(resolve_worst(when_true), resolve_worst(when_false), key=len)
     raise ValueError(f"cannot bound environment value {value!r}")
 
 
