@@ -94,7 +94,11 @@ def test_a_job_is_delivered_signed_put_on_eventbridge_and_probed(stack: Stack) -
     job = stack.submit("/hooks/happy", webhook_events=["started"], seconds=4, size="1280x720")
     done = stack.wait_for(job["id"], lambda j: _webhook_settled(j) and bool(j["video"] and j["video"]["poster_url"]))
 
-    # Then the receiver verified video.started and video.succeeded with the library
+    # Then the receiver verified video.started and video.succeeded with the library (the job's
+    # webhook status may already read "delivered" after the first event: wait for the second)
+    deadline = time.monotonic() + 30
+    while len(stack.receiver.deliveries("/hooks/happy")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
     got = stack.receiver.deliveries("/hooks/happy")
     assert [d.type for d in got] == ["video.started", "video.succeeded"]
     assert all(d.verified for d in got), [d.error for d in got]
