@@ -219,7 +219,7 @@ content_types = st.one_of(
 )
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies, content_type=content_types)
 @respx.mock
 def test_submit_never_answers_5xx_and_a_refusal_writes_nothing(ctx, body, content_type):
@@ -237,7 +237,7 @@ def test_submit_never_answers_5xx_and_a_refusal_writes_nothing(ctx, body, conten
         assert new == []
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(params=st.dictionaries(st.sampled_from(["status", "limit", "next_token", "x"]), st.text(max_size=60), max_size=4))
 def test_list_never_answers_5xx(ctx, params):
     event = list_event(**params)
@@ -246,7 +246,7 @@ def test_list_never_answers_5xx(ctx, params):
     assert answer["statusCode"] in (200, 400), answer["body"]
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=bodies)
 def test_an_authenticated_callback_never_answers_5xx(ctx, body):
     job_id = "0f8e2a4c6b1d4e3f9a7b5c3d1e2f4a6b"

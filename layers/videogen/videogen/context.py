@@ -10,9 +10,8 @@ from dataclasses import dataclass
 from functools import cached_property, lru_cache
 
 import httpx
-from aws_lambda_powertools.utilities import parameters
 
-from . import aws
+from . import aws, secrets
 from .http import make_client
 from .models import Route
 from .providers import Provider
@@ -64,4 +63,4 @@ def reset() -> None:
     get_context.cache_clear()
     get_settings.cache_clear()
     aws.reset_clients()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]
+    secrets.clear_cache()

@@ -25,10 +25,9 @@ from typing import Any, Literal
 import httpcore
 import httpx
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.utilities import parameters
 from standardwebhooks import Webhook
 
-from . import aws
+from . import aws, secrets
 from .errors import InvalidRequest, TransferFailed
 from .events import TERMINAL_EVENTS
 from .http import make_client
@@ -115,15 +114,9 @@ def signing_keys(settings: Settings) -> list[str]:
     ``"v2"`` and make it active; both sign until ``"v1"`` is removed. A value without the
     ``whsec_`` prefix (what Secrets Manager generates) is its base64 part.
     """
-    raw = settings.webhook_keys_json
-    if settings.webhook_secret:
-        value = parameters.get_secret(settings.webhook_secret, max_age=settings.secrets_max_age_seconds)
-        raw = value if isinstance(value, str) else value.decode()
-    if not raw:
-        raise RuntimeError("no webhook signing key configured (WEBHOOK_SECRET)")
-    keys = json.loads(raw)
-    if not isinstance(keys, dict) or keys.get("active") not in keys:
-        raise RuntimeError("webhook signing secret must be JSON with an 'active' version present")
+    keys = secrets.versioned_keys(
+        settings, settings.webhook_secret, settings.webhook_keys_json, "webhook signing (WEBHOOK_SECRET)"
+    )
     active = str(keys["active"])
     versions = [active, *sorted(k for k in keys if k not in ("active", active))]
     return [_whsec(str(keys[v])) for v in versions]
