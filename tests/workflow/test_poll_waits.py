@@ -144,3 +144,18 @@ def test_poll_without_workflow_state_still_polls(tasks):
 def test_a_task_job_is_first_looked_at_shortly_after_its_expected_time(tasks):
     assert Settings().fallback_wait_seconds == 30
     assert tasks.provider("task").first_wait_seconds(300) == 330
+
+
+@pytest.mark.parametrize(
+    "state",
+    [{"poll": {"progress": "lots", "polled_at": []}}, {"expected_seconds": -5}, {"poll": "running"}],
+)
+@respx.mock
+def test_poll_ignores_a_workflow_state_that_does_not_fit(tasks, state):
+    # The state only tunes the wait: a part that does not fit never fails the job
+    make_job(tasks, "official", OFFICIAL_JOB, VIDEO_ID)
+    respx.get(VIDEO_URL).mock(return_value=video("in_progress", 0))
+    request = PollInput.model_validate({"action": "poll", "job_id": OFFICIAL_JOB, "poll_interval_seconds": 15, "workflow": state})
+    answer = poll(tasks, request)
+    assert answer["phase"] == "running" and answer["wait_seconds"] == 15
+    assert tasks.repo.get(OFFICIAL_JOB).status == "in_progress"

@@ -94,7 +94,8 @@ class PollMemory(BaseModel):
 
 class WorkflowState(BaseModel):
     """The parts of the execution state (``$``) a poll reads; every part is optional, so an
-    execution started with an older input still polls (a missing path would fail the state)."""
+    execution started with an older input still polls (a missing path would fail the state).
+    Advisory only: a state that does not fit is ignored (:func:`workflow_state`), never an error."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -109,7 +110,7 @@ class PollInput(_TaskInput):
     started_at: datetime | None = None
     deadline_seconds: int | None = Field(default=None, ge=0)
     poll_interval_seconds: int = Field(default=15, ge=0)
-    workflow: WorkflowState | None = None
+    workflow: dict[str, Any] | None = None  # the execution state (``$``), see :func:`workflow_state`
 
 
 class FailInput(_TaskInput):
@@ -177,6 +178,22 @@ def run_generate_function(ctx: Context, event: Any, *, remaining_seconds: float)
 
 
 # -- the tasks ------------------------------------------------------------------------------
+
+
+_WORKFLOW_STATE: TypeAdapter[WorkflowState] = TypeAdapter(WorkflowState)
+
+
+def workflow_state(raw: dict[str, Any] | None) -> WorkflowState:
+    """What the poll may use of the execution state; a part that does not fit is dropped (the
+    wait then falls back to the interval), since it only tunes when the next poll comes."""
+    if not raw:
+        return WorkflowState()
+    try:
+        return _WORKFLOW_STATE.validate_python(raw)
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
+        logger.warning("ignoring an unexpected workflow state", extra={"errors": errors})
+        return WorkflowState()
 
 
 def _answer(
@@ -292,7 +309,7 @@ def poll(
         # The provider asked us to come back later: that is the next wait, not an error.
         outcome = Outcome(phase="pending", poll_after_seconds=float(hint))
     polled_at = now()
-    state = request.workflow or WorkflowState()
+    state = workflow_state(request.workflow)
     wait = next_wait(
         outcome,
         request.poll_interval_seconds,
