@@ -1,23 +1,29 @@
-"""State transitions (and AWS cost) of a typical job, counted from a real execution history.
+"""State transitions and AWS cost of a job, counted from real execution histories.
 
 Runs ``statemachine/job.asl.json`` in moto's Step Functions engine with the real handlers
 behind its Lambda tasks (``local.stepfunctions``, the tests' harness too), the default settings (first
 wait, poll interval, fallback wait, catalog), and a provider simulated in *virtual time*:
 every Wait state advances a virtual clock by its full duration (and sleeps only
-``duration / --time-scale`` real seconds), and the simulated provider answers by that
-clock. The state transitions are therefore exactly those the real intervals imply.
+``duration / --time-scale`` real seconds), the simulated provider answers by that clock,
+and the poll task reads it too (``videogen.tasks.wall_clock``), so its progress-rate
+estimates see the provider's real pace. The state transitions are therefore exactly those
+the real intervals imply.
 
-    .venv/bin/python scripts/transitions.py [--generation 180] [--queue 10] [--time-scale 1000]
+    .venv/bin/python scripts/transitions.py [--json] [--queue 10] [--time-scale 1000]
 
-Scenarios: a typical official job (3-minute generation), a task-route job whose callback
-arrives (the workflow only checks it once), and for context a slow official job and a
-task-route job whose callback is lost (the fallback polls and stores). Exit status 1 when a
-goal is missed (official <= 20 transitions, callback job <= 6).
+Scenarios: official jobs ready after 190 s and 310 s (polled), task-route jobs whose callback
+arrives or is lost, and a legacy job (the streaming call). For each: transitions, Lambda
+invocations, how long after the provider had the video it was stored, and the AWS cost per
+1000 jobs: Step Functions transitions, Lambda requests and GB-seconds (measured handler
+durations, plus the virtual time a handler spends in a provider call, times the template's
+memory sizes), DynamoDB request units, S3 requests and Secrets Manager calls (every AWS call a
+handler makes, recorded with ``local.aws_calls``). Exit status 1 when a goal is missed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import heapq
 import itertools
 import json
@@ -48,17 +54,37 @@ import respx  # noqa: E402
 from moto import mock_aws  # noqa: E402
 from moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function import WaitFunction  # noqa: E402
 
+from local import aws_calls  # noqa: E402
 from local import stepfunctions as harness  # noqa: E402
+from local import template as cfn  # noqa: E402
 from local.inprocess import create_aws_resources, load_event, mp4_bytes  # noqa: E402
-from videogen import context  # noqa: E402
+from videogen import context, tasks  # noqa: E402
 from videogen.settings import Settings  # noqa: E402
 
-STEP_FUNCTIONS_PER_TRANSITION = 0.025 / 1000  # USD, Standard workflows
-LAMBDA_PER_REQUEST = 0.20 / 1_000_000  # USD, requests only (duration is billed separately)
-GOALS = {"official": 20, "callback": 6}
+# Prices used (USD, us-east-1, on-demand list prices), named at the top of the report.
+PRICES: dict[str, tuple[float, str]] = {
+    "sfn_transition": (0.025 / 1000, "Step Functions Standard: $0.025 per 1,000 state transitions"),
+    "lambda_request": (0.20 / 1_000_000, "Lambda: $0.20 per 1M requests"),
+    "lambda_gb_second": (0.0000166667, "Lambda x86_64: $0.0000166667 per GB-second"),
+    "dynamodb_write": (0.625 / 1_000_000, "DynamoDB on-demand: $0.625 per 1M write request units"),
+    "dynamodb_read": (0.125 / 1_000_000, "DynamoDB on-demand: $0.125 per 1M read request units"),
+    "s3_put": (0.005 / 1000, "S3 Standard: $0.005 per 1,000 PUT/COPY/POST/LIST requests"),
+    "s3_get": (0.0004 / 1000, "S3 Standard: $0.0004 per 1,000 GET/HEAD requests"),
+    "secrets": (0.05 / 10_000, "Secrets Manager: $0.05 per 10,000 API calls"),
+    "other": (1.00 / 1_000_000, "any other AWS API call (EventBridge, SQS, SNS): $1.00 per 1M, an upper bound"),
+}
+# Goals (issue 13): transitions per scenario, stored within 120 s of ready, <= $0.50 per 1000 jobs.
+TRANSITION_GOALS = {("official", 190): 8, ("official", 310): 12, ("task", "callback"): 5, ("task", "callback_lost"): 10}
+STORED_AFTER_READY_GOAL_S = 120.0
+USD_PER_1000_GOAL = 0.50
 OFFICIAL = "https://official.provider.test"
 TASK = "https://task.provider.test"
 CDN = "https://cdn.provider.test"
+LEGACY = "https://legacy.provider.test"
+S3_PUT_CLASS = ("Put", "Copy", "Post", "List", "CreateMultipartUpload", "UploadPart", "CompleteMultipartUpload")
+S3_GET_CLASS = ("Get", "Head", "Select")
+DYNAMODB_WRITES = ("PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem")
+DYNAMODB_READS = ("GetItem", "Query", "Scan", "BatchGetItem")
 
 
 class VirtualClock:
@@ -102,6 +128,7 @@ class SimulatedProvider:
     queue_seconds: float
     generation_seconds: float
     deliver_callbacks: bool
+    invoke: Callable[[str, dict[str, Any]], dict[str, Any]] = harness.invoke
     video: bytes = field(default_factory=lambda: mp4_bytes(256 * 1024))
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     created_at: float = 0.0
@@ -121,6 +148,7 @@ class SimulatedProvider:
         router.post(url__regex=rf"{TASK}/api/v1/generateTask/.+").mock(side_effect=self._create_task)
         router.get(url__regex=rf"{TASK}/api/v1/statusTask/.+").mock(side_effect=lambda _: self._task())
         router.get(f"{CDN}/task_1.mp4").mock(side_effect=self._content)
+        router.post(f"{LEGACY}/v1/chat/completions").mock(side_effect=self._chat)
 
     def _create_video(self, request: httpx.Request) -> httpx.Response:
         self.created_at = self.clock.now
@@ -134,6 +162,22 @@ class SimulatedProvider:
         if self.state()[0] != "completed":
             return httpx.Response(404, json={"error": {"message": "not ready", "type": "invalid_request_error"}})
         return httpx.Response(200, content=self.video, headers={"content-type": "video/mp4"})
+
+    def _chat(self, request: httpx.Request) -> httpx.Response:
+        """The legacy streaming call: it lasts the queue and the generation (virtual time)."""
+        self.created_at = self.clock.now
+        self.clock.advance(self.queue_seconds + self.generation_seconds)
+        lines = (
+            "> ⌛️ Task is in queue, please wait patiently...\n\n",
+            "> 🏃 Progress: 50.0%\n\n",
+            f"> ✅ Video generated successfully, [Click here]({CDN}/task_1.mp4) to view video~~~\n\n",
+        )
+        chunks = [
+            {"id": "chat_1", "choices": [{"index": 0, "delta": {"content": line}, "finish_reason": None}]} for line in lines
+        ]
+        chunks.append({"id": "chat_1", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+        body = "".join(f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in chunks) + "data: [DONE]\n\n"
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, content=body.encode())
 
     def _create_task(self, request: httpx.Request) -> httpx.Response:
         self.created_at = self.clock.now
@@ -163,29 +207,133 @@ class SimulatedProvider:
         event["rawPath"] = event["requestContext"]["http"]["path"] = f"/callbacks/{job_id}"
         event["pathParameters"] = {"id": job_id}
         event["body"] = json.dumps({"code": 200, "message": "success", "data": self._task_data()})
-        answer = harness.invoke("callback", event)
+        answer = self.invoke("callback", event)
         self.callbacks.append({"at": self.clock.now, "status": answer["statusCode"], "body": answer.get("json")})
+
+
+class Meter:
+    """One scenario's bill: every handler invocation (billed seconds) and AWS call it made."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        self.clock = clock
+        self.invocations: list[tuple[str, float]] = []  # (function directory, seconds)
+        self.calls: list[aws_calls.Call] = []
+        self.job_id: str | None = None
+        self.stored_at: float | None = None
+
+    def timed(self, handler: str, run: Callable[[], Any]) -> Any:
+        """Run one invocation; its duration is the real time plus the virtual time it spent
+        in a provider call (the legacy stream lasts the whole generation)."""
+        virtual, real = self.clock.now, time.perf_counter()
+        try:
+            return run()
+        finally:
+            self.invocations.append((handler, time.perf_counter() - real + self.clock.now - virtual))
+            if self.stored_at is None and self.job_id is not None:
+                job = context.get_context().repo.find(self.job_id)
+                if job is not None and job.status.value == "succeeded":
+                    self.stored_at = self.clock.now
+
+    def invoke(self, handler: str, event: dict[str, Any]) -> dict[str, Any]:
+        return dict(self.timed(handler, lambda: harness.invoke(handler, event)))
+
+
+class MeteredRouter(harness.LambdaRouter):
+    """The tests' Lambda router, each workflow task invocation timed by the scenario's meter."""
+
+    meter: Meter | None = None
+
+    def _run(self, function: harness.TaskFunction, name: str, event: Any) -> Any:
+        assert self.meter is not None
+        return self.meter.timed(function.handler, lambda: super(MeteredRouter, self)._run(function, name, event))
+
+
+_METERS: list[Meter] = []
+
+
+def _record_call(call: aws_calls.Call) -> None:
+    if _METERS and not call.presigned:
+        _METERS[-1].calls.append(call)
+
+
+@dataclass
+class Scenario:
+    route: str
+    case: str
+    queue: float
+    generation: float
+    goal: bool = True  # False: shown for context, no goal applies
+
+    @property
+    def ready_after_s(self) -> float:
+        return self.queue + self.generation
+
+    @property
+    def label(self) -> str:
+        return f"{self.route} {self.case}, ready after {self.ready_after_s:.0f} s"
 
 
 @dataclass
 class Result:
-    scenario: str
+    scenario: Scenario
     status: str
     job_status: str
     transitions: int
-    workflow_invocations: int
-    all_invocations: int
+    lambda_invocations: int
+    stored_after_ready_s: float | None
     path: list[str]
-    finished_at: float
+    costs: dict[str, float]  # USD per job, by line
+    usage: dict[str, float]  # counts per job, by line
+
+    @property
+    def usd_per_1000(self) -> float:
+        return 1000 * sum(self.costs.values())
 
 
-def run(scenario: str, route: str, *, queue: float, generation: float, callbacks: bool, time_scale: float) -> Result:
+def bill(transitions: int, meter: Meter, memory: dict[str, int]) -> tuple[dict[str, float], dict[str, float]]:
+    """Usage and cost of one job, by price line."""
+    usage = dict.fromkeys(PRICES, 0.0)
+    usage["sfn_transition"] = transitions
+    usage["lambda_request"] = len(meter.invocations)
+    # Lambda bills duration rounded up to the millisecond, times the configured memory.
+    usage["lambda_gb_second"] = sum(memory[h] / 1024 * (int(s * 1000) + 1) / 1000 for h, s in meter.invocations)
+    for call in meter.calls:
+        params = json.loads(call.params_json)
+        if call.service == "dynamodb":
+            if call.operation == "TransactWriteItems":
+                usage["dynamodb_write"] += 2 * len(params.get("TransactItems", []))
+            elif call.operation == "TransactGetItems":
+                usage["dynamodb_read"] += 2 * len(params.get("TransactItems", []))
+            elif call.operation in DYNAMODB_WRITES:
+                usage["dynamodb_write"] += 1
+            elif call.operation in DYNAMODB_READS:
+                usage["dynamodb_read"] += 1  # items under 4 KB, strongly consistent: 1 unit (upper bound)
+        elif call.service == "s3":
+            if call.operation.startswith(S3_PUT_CLASS):
+                usage["s3_put"] += 1
+            elif call.operation.startswith(S3_GET_CLASS):
+                usage["s3_get"] += 1
+            # DeleteObject and AbortMultipartUpload are free
+        elif call.service == "secretsmanager":
+            usage["secrets"] += 1
+        elif call.service != "stepfunctions":  # StartExecution is paid for by the transitions
+            usage["other"] += 1
+    costs = {line: usage[line] * PRICES[line][0] for line in PRICES}
+    return usage, costs
+
+
+def run(scenario: Scenario, *, time_scale: float, memory: dict[str, int]) -> Result:
     """One job through submit, the workflow (and the callback), in a fresh moto world."""
     context.reset()
     clock = VirtualClock(time_scale)
-    provider = SimulatedProvider(clock, queue, generation, deliver_callbacks=callbacks)
-    router = harness.LambdaRouter(harness.task_functions())
+    meter = Meter(clock)
+    provider = SimulatedProvider(
+        clock, scenario.queue, scenario.generation, deliver_callbacks=scenario.case == "callback", invoke=meter.invoke
+    )
+    router = MeteredRouter(harness.task_functions())
+    router.meter = meter
     router.warm_up()
+    epoch = time.time()
 
     def virtual_wait(self: Any, env: Any, wait_seconds: int) -> None:
         clock.advance(wait_seconds)
@@ -196,6 +344,7 @@ def run(scenario: str, route: str, *, queue: float, generation: float, callbacks
         router.installed(),
         harness.instant_retries(sleeps),
         mock.patch.object(WaitFunction, "_wait_interval", virtual_wait),
+        mock.patch.object(tasks, "wall_clock", lambda: epoch + clock.now),
         respx.mock(assert_all_called=False) as http,
         mock.patch.dict(os.environ, {}),
     ):
@@ -204,28 +353,36 @@ def run(scenario: str, route: str, *, queue: float, generation: float, callbacks
         context.reset()
         provider.install(http)
         event = load_event("submit")
-        event["body"] = json.dumps({"prompt": "A golden retriever playing fetch on a sunny beach", "route": route})
-        answer = harness.invoke("submit", event)
-        if answer["statusCode"] != 202:
-            raise SystemExit(f"{scenario}: submit answered {answer['statusCode']}: {answer['body']}")
-        job_id = answer["json"]["id"]
-        clock.running.set()
-        arn = harness.execution_arn(os.environ["STATE_MACHINE_ARN"], job_id)
-        described = harness.wait_for(arn, timeout=120)
-        harness.wait_all(os.environ["STATE_MACHINE_ARN"], timeout=120)
+        body = {"prompt": "A golden retriever playing fetch on a sunny beach", "route": scenario.route}
+        event["body"] = json.dumps(body)
+        _METERS.append(meter)
+        try:
+            answer = meter.invoke("submit", event)
+            if answer["statusCode"] != 202:
+                raise SystemExit(f"{scenario.label}: submit answered {answer['statusCode']}: {answer['body']}")
+            job_id = meter.job_id = answer["json"]["id"]
+            clock.running.set()
+            arn = harness.execution_arn(os.environ["STATE_MACHINE_ARN"], job_id)
+            described = harness.wait_for(arn, timeout=120)
+            harness.wait_all(os.environ["STATE_MACHINE_ARN"], timeout=120)
+        finally:
+            _METERS.remove(meter)
         events = harness.history(arn)
         job = context.get_context().repo.get(job_id)
     context.reset()
-    workflow = harness.lambda_invocations(events)
+    transitions = harness.transitions(events)
+    usage, costs = bill(transitions, meter, memory)
+    stored_at = meter.stored_at
     return Result(
         scenario=scenario,
         status=described["status"],
         job_status=job.status.value,
-        transitions=harness.transitions(events),
-        workflow_invocations=workflow,
-        all_invocations=workflow + 1 + len(provider.callbacks),
+        transitions=transitions,
+        lambda_invocations=len(meter.invocations),
+        stored_after_ready_s=None if stored_at is None else round(stored_at - scenario.ready_after_s, 1),
         path=harness.states_entered(events),
-        finished_at=clock.now,
+        costs=costs,
+        usage=usage,
     )
 
 
@@ -247,66 +404,119 @@ def compact(path: list[str]) -> str:
     return " > ".join(out)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--generation", type=float, default=180.0, help="typical official generation time, seconds")
-    parser.add_argument("--queue", type=float, default=10.0, help="seconds a video waits in the provider's queue first")
-    parser.add_argument("--task-generation", type=float, default=300.0, help="task-route generation time, seconds")
-    parser.add_argument("--time-scale", type=float, default=1000.0, help="virtual seconds per real second (0: no sleeping)")
-    args = parser.parse_args()
+def goal_misses(r: Result) -> list[str]:
+    """What a goal scenario missed (empty: every goal met)."""
+    s = r.scenario
+    if not s.goal:
+        return []
+    misses = []
+    if r.job_status != "succeeded":
+        misses.append(f"job {r.job_status}")
+    limit = TRANSITION_GOALS.get((s.route, round(s.ready_after_s))) or TRANSITION_GOALS.get((s.route, s.case))
+    if limit is not None and r.transitions > limit:
+        misses.append(f"{r.transitions} transitions > {limit}")
+    if s.case == "callback_lost" and (r.stored_after_ready_s is None or r.stored_after_ready_s > STORED_AFTER_READY_GOAL_S):
+        misses.append(f"stored {r.stored_after_ready_s} s after ready > {STORED_AFTER_READY_GOAL_S:.0f}")
+    if s.route != "legacy" and r.usd_per_1000 > USD_PER_1000_GOAL:
+        misses.append(f"${r.usd_per_1000:.3f} per 1000 jobs > ${USD_PER_1000_GOAL:.2f}")
+    return misses
 
-    defaults = Settings()
-    print("Job workflow state transitions: statemachine/job.asl.json in moto's engine, real handlers, virtual clock")
+
+def print_report(results: list[Result], defaults: Settings) -> None:
+    print("Job workflow: statemachine/job.asl.json in moto's engine, real handlers, virtual clock")
     print(
-        f"defaults: official first wait min(expected, {defaults.official_first_wait_seconds}) s, poll interval "
-        f"{defaults.poll_interval_seconds} s, task fallback {defaults.fallback_wait_seconds} s past the expected time, "
-        f"deadline {defaults.workflow_deadline_seconds} s"
+        f"defaults: official first wait min(expected, {defaults.official_first_wait_seconds}) s, task first wait expected + "
+        f"{defaults.fallback_wait_seconds} s, poll interval {defaults.poll_interval_seconds} s (a floor), wait cap "
+        f"{defaults.poll_max_interval_seconds} s, deadline {defaults.workflow_deadline_seconds} s"
     )
-    scenarios = [
-        ("official", "official, typical", "official", args.queue, args.generation, False),
-        ("callback", "task route, callback arrives", "task", args.queue, args.task_generation, True),
-        (None, "official, slow", "official", args.queue, 300.0, False),
-        (None, "task route, callback lost (fallback)", "task", args.queue, args.task_generation, False),
-    ]
-    results: list[tuple[str | None, Result]] = []
-    for goal, name, route, queue, generation, callbacks in scenarios:
-        label = f"{name} ({queue:.0f} s queue + {generation:.0f} s generation)"
-        result = run(label, route, queue=queue, generation=generation, callbacks=callbacks, time_scale=args.time_scale)
-        results.append((goal, result))
-
+    print("prices (USD):")
+    for _, text in PRICES.values():
+        print(f"  {text}")
     print()
-    width = max(len(r.scenario) for _, r in results)
-    columns = ("transitions", "workflow λ", "all λ", "SFN $/1000 jobs", "λ req $/1000 jobs")
-    header = f"{'scenario':<{width}}  " + "  ".join(f"{c:>{len(c)}}" for c in columns)
+    width = max(len(r.scenario.label) for r in results)
+    columns = ("transitions", "λ calls", "stored after ready s", "SFN", "λ req", "λ GB-s", "DynamoDB", "S3", "secrets")
+    columns += ("$/1000 jobs",)
+    header = f"{'scenario':<{width}}  " + "  ".join(columns)
     print(header)
     print("-" * len(header))
-    for _, r in results:
-        sfn_cost = r.transitions * STEP_FUNCTIONS_PER_TRANSITION * 1000
-        lambda_cost = r.all_invocations * LAMBDA_PER_REQUEST * 1000
+    for r in results:
+        per_1000 = {k: 1000 * v for k, v in r.costs.items()}
         values = (
             str(r.transitions),
-            str(r.workflow_invocations),
-            str(r.all_invocations),
-            f"{sfn_cost:.4f}",
-            f"{lambda_cost:.5f}",
+            str(r.lambda_invocations),
+            "-" if r.stored_after_ready_s is None else f"{r.stored_after_ready_s:.0f}",
+            f"{per_1000['sfn_transition']:.3f}",
+            f"{per_1000['lambda_request']:.4f}",
+            f"{per_1000['lambda_gb_second']:.4f}",
+            f"{per_1000['dynamodb_write'] + per_1000['dynamodb_read']:.4f}",
+            f"{per_1000['s3_put'] + per_1000['s3_get']:.4f}",
+            f"{per_1000['secrets'] + per_1000['other']:.4f}",
+            f"{r.usd_per_1000:.3f}",
         )
-        print(f"{r.scenario:<{width}}  " + "  ".join(f"{v:>{len(c)}}" for v, c in zip(values, columns, strict=True)))
+        print(f"{r.scenario.label:<{width}}  " + "  ".join(f"{v:>{len(c)}}" for v, c in zip(values, columns, strict=True)))
+    print("(cost columns: USD per 1000 jobs; secrets includes any other AWS call)")
     print()
-    for _, r in results:
-        print(f"{r.scenario}: execution {r.status}, job {r.job_status}, done at t={r.finished_at:.0f} s")
+    for r in results:
+        u = r.usage
+        print(
+            f"{r.scenario.label}: execution {r.status}, job {r.job_status}; per job {u['lambda_gb_second']:.3f} GB-s, "
+            f"DynamoDB {u['dynamodb_write']:.0f} WRU + {u['dynamodb_read']:.0f} RRU, "
+            f"S3 {u['s3_put']:.0f} PUT + {u['s3_get']:.0f} GET, {u['secrets']:.0f} secret reads"
+        )
         print(f"  {compact(r.path)}")
     print()
-    print("Cost: $0.025 per 1000 state transitions (Standard); Lambda $0.20 per 1M requests (all λ: submit, callback")
-    print("and workflow tasks; Lambda duration, DynamoDB, S3 and Secrets Manager are billed on top and not counted here).")
+    print("Lambda durations are this machine's in-process figures (moto, no network) plus the virtual time a")
+    print("handler spends in a provider call; provider latency and network transfer time are not in them.")
 
-    failed = False
-    for goal, r in results:
-        if goal is None:
-            continue
-        ok = r.transitions <= GOALS[goal] and r.job_status == "succeeded"
-        failed |= not ok
-        print(f"goal {goal}: <= {GOALS[goal]} transitions, job succeeded: {'PASS' if ok else 'FAIL'} ({r.transitions})")
-    return 1 if failed else 0
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--queue", type=float, default=10.0, help="seconds a video waits in the provider's queue first")
+    parser.add_argument("--time-scale", type=float, default=1000.0, help="virtual seconds per real second (0: no sleeping)")
+    parser.add_argument("--json", action="store_true", help='print {"scenarios": [...]} for scripts instead of the report')
+    args = parser.parse_args()
+
+    aws_calls.install(_record_call)
+    memory = {f.code_dir.name: f.memory for f in cfn.functions().values()}
+    q = args.queue
+    scenarios = [
+        Scenario("official", "polled", q, 190.0 - q),
+        Scenario("official", "polled", q, 310.0 - q),
+        Scenario("task", "callback", q, 310.0 - q),
+        Scenario("task", "callback_lost", q, 310.0 - q),
+        Scenario("legacy", "streamed", q, 190.0 - q),
+        Scenario("task", "callback_lost", q, 610.0 - q, goal=False),  # much slower than the catalog expects
+    ]
+    # Whatever the handlers print (metric lines) goes to stderr: stdout is the report alone.
+    with contextlib.redirect_stdout(sys.stderr):
+        results = [run(s, time_scale=args.time_scale, memory=memory) for s in scenarios]
+    misses = {r.scenario.label: goal_misses(r) for r in results}
+
+    if args.json:
+        rows = [
+            {
+                "route": r.scenario.route,
+                "case": r.scenario.case,
+                "ready_after_s": r.scenario.ready_after_s,
+                "transitions": r.transitions,
+                "lambda_invocations": r.lambda_invocations,
+                "stored_after_ready_s": r.stored_after_ready_s,
+                "aws_usd_per_1000_jobs": round(r.usd_per_1000, 4),
+                "aws_usd_per_1000_jobs_by_line": {k: round(1000 * v, 5) for k, v in r.costs.items()},
+                "job_status": r.job_status,
+                "goal": r.scenario.goal,
+                "goal_misses": misses[r.scenario.label],
+            }
+            for r in results
+        ]
+        print(json.dumps({"prices_usd": {k: v[0] for k, v in PRICES.items()}, "scenarios": rows}, indent=1))
+    else:
+        print_report(results, Settings())
+        for r in results:
+            if r.scenario.goal:
+                missed = misses[r.scenario.label]
+                print(f"goal {r.scenario.label}: {'PASS' if not missed else 'FAIL (' + '; '.join(missed) + ')'}")
+    return 1 if any(misses.values()) else 0
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """Fixtures for the workflow tests: the real ASL in moto, the real handlers behind its tasks.
 
 Waits come from the execution input; the pipeline's settings make them zero here (first
-wait, fallback wait, poll interval), so every test runs in about a second. ASL ``Retry``
+wait, fallback wait, poll interval, poll cap), so every test runs in about a second. ASL ``Retry``
 sleeps are recorded instead of slept (``sfn.retry_sleeps``).
 """
 
@@ -73,6 +73,8 @@ def sfn(monkeypatch: pytest.MonkeyPatch) -> Iterator[Workflow]:
         "OFFICIAL_FIRST_WAIT_SECONDS": "0",
         "FALLBACK_WAIT_SECONDS": "0",
         "POLL_INTERVAL_SECONDS": "0",
+        # Waits the poll task estimates (progress rate, growing intervals) are capped at zero too.
+        "POLL_MAX_INTERVAL_SECONDS": "0",
         "CATALOG_JSON": json.dumps(ZERO_WAIT_CATALOG),
     }.items():
         monkeypatch.setenv(name, value)

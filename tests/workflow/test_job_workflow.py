@@ -186,6 +186,7 @@ def test_deadline_reached_fails_the_job_timed_out(sfn, ctx, video, monkeypatch):
     # Given a two-second workflow deadline, a 10-second poll interval, and a video that never finishes
     monkeypatch.setenv("WORKFLOW_DEADLINE_SECONDS", "2")
     monkeypatch.setenv("POLL_INTERVAL_SECONDS", "10")
+    monkeypatch.setenv("POLL_MAX_INTERVAL_SECONDS", "120")
     from videogen import context as videogen_context
 
     videogen_context.reset()

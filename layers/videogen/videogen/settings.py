@@ -53,8 +53,9 @@ class Settings(BaseModel):
     idempotency_table: str = ""
     # How long a key is remembered (a retry after that creates a new job).
     idempotency_expires_seconds: int = 24 * 3600
-    # Fallback wait for task-route jobs whose callback never comes (seconds past submit).
-    fallback_wait_seconds: int = 600
+    # Task route: seconds past the expected generation time before the first poll (a callback
+    # normally ends the job first; a lost one is found then, later polls grow).
+    fallback_wait_seconds: int = 30
     poll_interval_seconds: int = 15
     # Cap on one poll wait, whatever a server's openai-poll-after-ms hint asks for.
     poll_max_interval_seconds: int = 120

@@ -5,10 +5,12 @@ with full jitter); each task does one step and answers a small JSON object the C
 branch on. Every job change goes through :mod:`videogen.operations.store`, the path the
 callback uses too, so a job ends ``succeeded`` at most once with one object.
 
-Poll answer: ``{"phase", "status", "progress", "wait_seconds", "result_url"}`` where ``phase``
-is ``pending``/``running`` (wait ``wait_seconds``, poll again), ``succeeded`` (store
-``result_url``), ``failed`` (the job was just failed) or ``done`` (the job was already
-terminal, e.g. its callback finished it).
+Poll answer: ``{"phase", "status", "progress", "wait_seconds", "result_url", "polled_at"}``
+where ``phase`` is ``pending``/``running`` (wait ``wait_seconds``, poll again), ``succeeded``
+(store ``result_url``), ``failed`` (the job was just failed) or ``done`` (the job was already
+terminal, e.g. its callback finished it). The answer stays at ``$.poll`` and the next poll
+gets it back (with the whole execution state, ``$``): the wait follows the job from the
+previous progress and time (:func:`next_wait`).
 
 Inputs are one discriminated union on ``action``; each function accepts its own actions.
 """
@@ -41,6 +43,12 @@ SAFETY_SECONDS = 30.0
 POLL_SAFETY_SECONDS = 5.0
 # The shortest wait a server hint may ask for (Wait states count whole seconds).
 MIN_HINT_SECONDS = 1
+# A wait estimated from the progress rate is stretched by this factor plus these seconds:
+# polling a little late costs seconds, polling too early costs a whole extra poll.
+ESTIMATE_FACTOR = 1.1
+ESTIMATE_PAD_SECONDS = 2.0
+# Without progress to go by, each wait is this many times the previous one (capped).
+BACKOFF_FACTOR = 2.0
 
 # Error names (the Lambda ``errorType``, i.e. the exception class) -> job error codes,
 # for the catch-all fail task. Anything not listed is a ``provider_error``.
@@ -74,6 +82,27 @@ class _TaskInput(BaseModel):
     job_id: str = Field(min_length=1, max_length=200)
 
 
+class PollMemory(BaseModel):
+    """What the previous poll answered (``$.poll``): the next wait follows from it."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    progress: int | None = Field(default=None, ge=0, le=100)
+    polled_at: float | None = None
+    wait_seconds: int | None = Field(default=None, ge=0)
+
+
+class WorkflowState(BaseModel):
+    """The parts of the execution state (``$``) a poll reads; every part is optional, so an
+    execution started with an older input still polls (a missing path would fail the state).
+    Advisory only: a state that does not fit is ignored (:func:`workflow_state`), never an error."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    expected_seconds: int | None = Field(default=None, ge=0)
+    poll: PollMemory | None = None
+
+
 class PollInput(_TaskInput):
     """The ``Poll`` state's parameters."""
 
@@ -81,6 +110,7 @@ class PollInput(_TaskInput):
     started_at: datetime | None = None
     deadline_seconds: int | None = Field(default=None, ge=0)
     poll_interval_seconds: int = Field(default=15, ge=0)
+    workflow: dict[str, Any] | None = None  # the execution state (``$``), see :func:`workflow_state`
 
 
 class FailInput(_TaskInput):
@@ -150,7 +180,25 @@ def run_generate_function(ctx: Context, event: Any, *, remaining_seconds: float)
 # -- the tasks ------------------------------------------------------------------------------
 
 
-def _answer(job: Job, phase: str, *, wait_seconds: int = 0, result_url: str | None = None) -> dict[str, Any]:
+_WORKFLOW_STATE: TypeAdapter[WorkflowState] = TypeAdapter(WorkflowState)
+
+
+def workflow_state(raw: dict[str, Any] | None) -> WorkflowState:
+    """What the poll may use of the execution state; a part that does not fit is dropped (the
+    wait then falls back to the interval), since it only tunes when the next poll comes."""
+    if not raw:
+        return WorkflowState()
+    try:
+        return _WORKFLOW_STATE.validate_python(raw)
+    except ValidationError as exc:
+        errors = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:3]]
+        logger.warning("ignoring an unexpected workflow state", extra={"errors": errors})
+        return WorkflowState()
+
+
+def _answer(
+    job: Job, phase: str, *, wait_seconds: int = 0, result_url: str | None = None, polled_at: float | None = None
+) -> dict[str, Any]:
     answer: dict[str, Any] = {
         "phase": phase,
         "status": job.status.value,
@@ -158,6 +206,8 @@ def _answer(job: Job, phase: str, *, wait_seconds: int = 0, result_url: str | No
         "wait_seconds": wait_seconds,
         "result_url": result_url,
     }
+    if polled_at is not None:
+        answer["polled_at"] = round(polled_at, 3)
     if job.error is not None:
         answer["error"] = job.error.code
     return answer
@@ -168,22 +218,73 @@ def _age_seconds(job: Job, now: float) -> float:
     return now - created.timestamp()
 
 
-def next_wait(outcome: Outcome, interval: int, max_interval: int, seconds_left: float | None) -> int:
-    """Seconds until the next poll: the configured interval, or the server's hint when it
-    asks for more (never polling earlier than asked), capped, and never past the deadline."""
+def remaining_estimate(progress: int | None, previous: PollMemory | None, now: float, age_seconds: float | None) -> float | None:
+    """Seconds until the video is done, from how fast ``progress`` moves: between the previous
+    poll and this one, or (first look) since the job was created (queue time included, so the
+    estimate errs late). ``None`` when progress says nothing (unknown, 0, 100, or standing still)."""
+    if progress is None or not 0 < progress < 100:
+        return None
+    rate: float | None = None
+    if previous is not None and previous.progress is not None and previous.polled_at is not None:
+        moved, took = progress - previous.progress, now - previous.polled_at
+        if moved <= 0 or took <= 0:
+            return None
+        rate = moved / took
+    elif age_seconds is not None and age_seconds > 0:
+        rate = progress / age_seconds
+    if rate is None:
+        return None
+    return (100 - progress) / rate
+
+
+def next_wait(
+    outcome: Outcome,
+    interval: int,
+    max_interval: int,
+    seconds_left: float | None,
+    *,
+    previous: PollMemory | None = None,
+    now: float = 0.0,
+    age_seconds: float | None = None,
+    expected_seconds: int | None = None,
+) -> int:
+    """Seconds until the next poll, following the job, in this order:
+
+    1. the remaining time estimated from the progress rate (:func:`remaining_estimate`),
+       stretched a little so the next look usually finds the video ready;
+    2. else, while the job is younger than the catalog's expected time, the time left to it;
+    3. else growing intervals: the previous wait times :data:`BACKOFF_FACTOR` (a task-route
+       job whose callback was lost is looked at sparsely; an official job stuck in the queue);
+    4. else the configured interval.
+
+    Never less than the interval, never earlier than the server's ``openai-poll-after-ms``
+    hint asks, capped at ``max_interval``, and never past the deadline."""
     wait = float(interval)
+    estimate = remaining_estimate(outcome.progress, previous, now, age_seconds)
+    if estimate is not None:
+        wait = max(wait, estimate * ESTIMATE_FACTOR + ESTIMATE_PAD_SECONDS)
+    elif expected_seconds is not None and age_seconds is not None and age_seconds < expected_seconds:
+        wait = max(wait, expected_seconds - age_seconds)
+    elif previous is not None and previous.wait_seconds:
+        wait = max(wait, previous.wait_seconds * BACKOFF_FACTOR)
     if outcome.poll_after_seconds is not None:
         wait = max(wait, float(MIN_HINT_SECONDS), outcome.poll_after_seconds)
     wait = min(wait, float(max_interval))
     if seconds_left is not None:
         wait = min(wait, max(0.0, seconds_left))
-    return max(0, math.ceil(wait))
+    return max(0, math.ceil(round(wait, 6)))  # no float noise past a whole second
+
+
+def wall_clock() -> float:
+    """Unix seconds now (scripts/transitions.py replaces it with its virtual clock)."""
+    return time.time()
 
 
 def poll(
-    ctx: Context, request: PollInput, *, remaining_seconds: float = 60.0, now: Callable[[], float] = time.time
+    ctx: Context, request: PollInput, *, remaining_seconds: float = 60.0, now: Callable[[], float] | None = None
 ) -> dict[str, Any]:
     """One look at a job and its provider; the answer tells the state machine what is next."""
+    now = now or wall_clock
     job = ctx.repo.find(request.job_id)
     if job is None:
         logger.warning("workflow polled a job that does not exist", extra={"job_id": request.job_id})
@@ -207,7 +308,18 @@ def poll(
             raise  # the ASL retries with jitter, then fails the job
         # The provider asked us to come back later: that is the next wait, not an error.
         outcome = Outcome(phase="pending", poll_after_seconds=float(hint))
-    wait = next_wait(outcome, request.poll_interval_seconds, ctx.settings.poll_max_interval_seconds, seconds_left)
+    polled_at = now()
+    state = workflow_state(request.workflow)
+    wait = next_wait(
+        outcome,
+        request.poll_interval_seconds,
+        ctx.settings.poll_max_interval_seconds,
+        seconds_left,
+        previous=state.poll,
+        now=polled_at,
+        age_seconds=_age_seconds(job, polled_at),
+        expected_seconds=state.expected_seconds,
+    )
     if outcome.phase == "succeeded":
         # ``wait_seconds`` matters only if the store finds another store running (StoreBusy).
         return _answer(job, "succeeded", wait_seconds=max(wait, MIN_HINT_SECONDS), result_url=outcome.result_url)
@@ -220,7 +332,8 @@ def poll(
         fail_job(ctx, job.id, ErrorCode.TIMED_OUT.value, message)
         return _answer(ctx.repo.get(job.id), "failed")
     current = ctx.repo.find(job.id) or job
-    return _answer(current, "running" if outcome.phase == "running" else "pending", wait_seconds=wait)
+    phase = "running" if outcome.phase == "running" else "pending"
+    return _answer(current, phase, wait_seconds=wait, polled_at=polled_at)
 
 
 def _poll_unstarted(

@@ -12,8 +12,17 @@ from .settings import Settings
 logger = observability.logger
 
 
-def start_workflow(settings: Settings, job: Job, *, first_wait_seconds: int, name: str | None = None, **extra: Any) -> None:
-    """Start the job's workflow execution (named by the job id, so a repeat is harmless)."""
+def start_workflow(
+    settings: Settings,
+    job: Job,
+    *,
+    first_wait_seconds: int,
+    expected_seconds: int | None = None,
+    name: str | None = None,
+    **extra: Any,
+) -> None:
+    """Start the job's workflow execution (named by the job id, so a repeat is harmless).
+    ``expected_seconds`` (the catalog's expected generation time) guides the poll waits."""
     if not settings.state_machine_arn:
         return
     payload = {
@@ -23,6 +32,7 @@ def start_workflow(settings: Settings, job: Job, *, first_wait_seconds: int, nam
         "first_wait_seconds": max(0, first_wait_seconds),
         "poll_interval_seconds": settings.poll_interval_seconds,
         "deadline_seconds": settings.workflow_deadline_seconds,
+        **({} if expected_seconds is None else {"expected_seconds": max(0, expected_seconds)}),
         **extra,
     }
     stepfunctions = aws.client("stepfunctions")

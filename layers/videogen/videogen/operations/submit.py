@@ -104,7 +104,8 @@ def submit(
         raise
     logger.append_keys(job_id=job.id)
     try:
-        start_workflow(ctx.settings, job, first_wait_seconds=provider.first_wait_seconds(spec.spec.expected_generation_seconds))
+        expected = spec.spec.expected_generation_seconds
+        start_workflow(ctx.settings, job, first_wait_seconds=provider.first_wait_seconds(expected), expected_seconds=expected)
         provider_job_id = _start_at_provider(ctx, provider, job, spec, image, request_base_url, deadline)
     except Exception as exc:
         _fail_submitted(ctx, job, exc)

@@ -202,7 +202,7 @@ class TaskProvider:
         return ResultSource(result_url)
 
     def first_wait_seconds(self, expected_seconds: int) -> int:
-        # The callback normally ends the job; the workflow only looks once it is overdue.
+        # The callback normally ends the job; the workflow looks shortly after it is due.
         return expected_seconds + self.settings.fallback_wait_seconds
 
     def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
