@@ -210,6 +210,35 @@ class Provider(Protocol):
         ...
 
 
+class BaseProvider:
+    """What most providers share: the defaults of :class:`Provider` and its constructor.
+
+    A subclass sets ``route`` and whichever class attributes differ, and implements
+    ``create``, ``status`` and ``first_wait_seconds``.
+    """
+
+    route: ClassVar[Route]
+    calls_back: ClassVar[bool] = False
+    starts_at_submit: ClassVar[bool] = True
+    image_input: ClassVar[ImageInput] = "url"
+    content_not_ready_status: ClassVar[int | None] = None
+
+    def __init__(self, api: ProviderClient, settings: Settings) -> None:
+        self.api = api
+        self.settings = settings
+
+    def result_source(self, job: Job, result_url: str | None) -> ResultSource:
+        if not result_url:
+            raise InvalidRequest("result_url is required for this job's route", field="result_url")
+        return ResultSource(result_url)
+
+    def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
+        return None  # the API has no way to list what a request created
+
+    def read_callback(self, body: Any) -> CallbackReport:
+        raise InvalidRequest("this job does not take callbacks", field="job_id")
+
+
 @runtime_checkable
 class StreamingProvider(Provider, Protocol):
     """A provider whose single call runs the whole generation (the legacy SSE route)."""

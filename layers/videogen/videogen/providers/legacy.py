@@ -33,13 +33,10 @@ from httpx_sse import EventSource, ServerSentEvent
 from ..errors import InvalidRequest, ProviderRejected
 from ..http import RETRYABLE, send_once
 from ..models import ErrorCode, JobError
-from ..settings import Settings
 from . import (
-    CallbackReport,
-    ImageInput,
+    BaseProvider,
     Outcome,
     ProviderClient,
-    ResultSource,
     StartRequest,
     error_message,
     refusal_error,
@@ -385,18 +382,13 @@ def _json_answer(response: httpx.Response) -> Any:
     return json.loads(bytes(data))
 
 
-class LegacyProvider:
+class LegacyProvider(BaseProvider):
     """The ``legacy`` route: one streamed chat call, run by the workflow, is the whole job."""
 
     route: ClassVar[Route] = "legacy"
-    calls_back: ClassVar[bool] = False
     starts_at_submit: ClassVar[bool] = False
-    image_input: ClassVar[ImageInput] = "url"
-    content_not_ready_status: ClassVar[int | None] = None
 
-    def __init__(self, api: LegacyApi, settings: Settings) -> None:
-        self.api = api
-        self.settings = settings
+    api: LegacyApi
 
     def create(self, job: Job, start: StartRequest) -> str:
         raise InvalidRequest("the legacy route is started by the workflow's generate task", field="route")
@@ -404,19 +396,8 @@ class LegacyProvider:
     def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
         raise InvalidRequest("route 'legacy' has no status to poll", field="route")
 
-    def result_source(self, job: Job, result_url: str | None) -> ResultSource:
-        if not result_url:
-            raise InvalidRequest("result_url is required for this job's route", field="result_url")
-        return ResultSource(result_url)
-
     def first_wait_seconds(self, expected_seconds: int) -> int:
         return 0
-
-    def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
-        return None  # the API has no way to list what a request created
-
-    def read_callback(self, body: Any) -> CallbackReport:
-        raise InvalidRequest("this job does not take callbacks", field="job_id")
 
     def generate(
         self,

@@ -12,12 +12,11 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import httpx
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
+from ..errors import ProviderRejected, ProviderUnavailable
 from ..http import request_timeout, send_once, send_with_retries
 from ..models import ErrorCode, JobError
-from ..settings import Settings
 from . import (
-    CallbackReport,
+    BaseProvider,
     ImageInput,
     Outcome,
     Phase,
@@ -203,19 +202,15 @@ class OfficialApi(ProviderClient):
         return f"{self.base_url}/v1/videos/{video_id}/content"
 
 
-class OfficialProvider:
+class OfficialProvider(BaseProvider):
     """The ``official`` route: ``POST /v1/videos``, then the workflow polls; no callbacks."""
 
     route: ClassVar[Route] = "official"
-    calls_back: ClassVar[bool] = False
-    starts_at_submit: ClassVar[bool] = True
     image_input: ClassVar[ImageInput] = "file"
     # ``/content`` may answer 404 for a moment after the video is reported completed.
     content_not_ready_status: ClassVar[int | None] = 404
 
-    def __init__(self, api: OfficialApi, settings: Settings) -> None:
-        self.api = api
-        self.settings = settings
+    api: OfficialApi
 
     def create(self, job: Job, start: StartRequest) -> str:
         return self.api.create(
@@ -258,6 +253,3 @@ class OfficialProvider:
 
     def first_wait_seconds(self, expected_seconds: int) -> int:
         return min(expected_seconds, self.settings.official_first_wait_seconds)
-
-    def read_callback(self, body: Any) -> CallbackReport:
-        raise InvalidRequest("this job does not take callbacks", field="job_id")

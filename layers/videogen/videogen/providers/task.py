@@ -14,13 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import InvalidRequest, ProviderRejected, ProviderUnavailable
 from ..http import request_timeout, send_once, send_with_retries
-from ..settings import Settings
 from . import (
+    BaseProvider,
     CallbackReport,
-    ImageInput,
     Outcome,
     ProviderClient,
-    ResultSource,
     StartRequest,
     error_message,
     job_error,
@@ -169,18 +167,13 @@ class TaskApi(ProviderClient):
             raise ProviderUnavailable(f"statusTask: {exc.message}") from exc
 
 
-class TaskProvider:
+class TaskProvider(BaseProvider):
     """The ``task`` route: started by ``generateTask``, finished by our callback (or a poll)."""
 
     route: ClassVar[Route] = "task"
     calls_back: ClassVar[bool] = True
-    starts_at_submit: ClassVar[bool] = True
-    image_input: ClassVar[ImageInput] = "url"
-    content_not_ready_status: ClassVar[int | None] = None
 
-    def __init__(self, api: TaskApi, settings: Settings) -> None:
-        self.api = api
-        self.settings = settings
+    api: TaskApi
 
     def create(self, job: Job, start: StartRequest) -> str:
         return self.api.create(
@@ -196,17 +189,9 @@ class TaskProvider:
     def status(self, job: Job, *, deadline: float | None = None) -> Outcome:
         return outcome_of(self.api.status(job.model, provider_job_id(job), deadline=deadline))
 
-    def result_source(self, job: Job, result_url: str | None) -> ResultSource:
-        if not result_url:
-            raise InvalidRequest("result_url is required for this job's route", field="result_url")
-        return ResultSource(result_url)
-
     def first_wait_seconds(self, expected_seconds: int) -> int:
         # The callback normally ends the job; the workflow looks shortly after it is due.
         return expected_seconds + self.settings.fallback_wait_seconds
-
-    def find_created(self, job: Job, start: StartRequest, *, since: float) -> str | None:
-        return None  # the API has no way to list what a request created
 
     def read_callback(self, body: Any) -> CallbackReport:
         task = parse_task_payload(body)
