@@ -318,7 +318,9 @@ def test_callback_arriving_while_the_workflow_polls_stores_once(sfn, ctx, video)
     assert download.call_count == 1 and len(stored_objects()) == 1
     # (a workflow store attempt, had a poll raced the callback, could only have been a no-op)
     assert all(call.result == {"result": "ignored", "status": "succeeded"} for call in sfn.router.calls("store"))
-    assert harness.task_outputs(sfn.history(job.id))[-1]["phase"] == "done"
+    # The execution ended on a poll that found the job done, or on that no-op store.
+    last = harness.task_outputs(sfn.history(job.id))[-1]
+    assert last.get("phase") == "done" or last == {"result": "ignored", "status": "succeeded"}
 
 
 @respx.mock
